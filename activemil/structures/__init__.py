@@ -1,0 +1,26 @@
+"""Recipes that turn compositions into surfaces with sites and neighbour zones."""
+
+from activemil.structures.base import (
+    Recipe,
+    Site,
+    Surface,
+    available_recipes,
+    exact_counts,
+    get_recipe,
+    random_occupancy,
+    register_recipe,
+)
+from activemil.structures.fcc111 import FCC111Recipe, vegard_lattice_constant
+
+__all__ = [
+    "FCC111Recipe",
+    "Recipe",
+    "Site",
+    "Surface",
+    "available_recipes",
+    "exact_counts",
+    "get_recipe",
+    "random_occupancy",
+    "register_recipe",
+    "vegard_lattice_constant",
+]
