@@ -86,7 +86,7 @@ class FCC111Recipe(Recipe):
             )
         self.size = (nx, ny, nl)
         self.vacuum = float(vacuum)
-        self._template_cache: dict[float, tuple] = {}
+        self._topo: tuple | None = None
 
     def settings(self) -> dict:
         return {"size": list(self.size), "vacuum": self.vacuum}
@@ -96,42 +96,38 @@ class FCC111Recipe(Recipe):
             if el not in atomic_numbers:
                 raise InputError(f"Unknown element {el!r} in composition; use symbols like Pt.")
 
-    def _geometry(self, a: float):
-        """Slab positions and zone index tables for lattice constant ``a`` (cached)."""
-        key = round(a, 6)
-        if key in self._template_cache:
-            return self._template_cache[key]
-        slab = fcc111("Cu", size=self.size, a=a, vacuum=self.vacuum, periodic=True)
+    def _topology(self) -> tuple[tuple[str, int, dict[str, tuple[int, ...]]], ...]:
+        """Site kinds, anchor atoms and zone atom indices; independent of the lattice constant
+        because ase orders fcc111 atoms the same way for every ``a`` (computed once)."""
+        if self._topo is not None:
+            return self._topo
+        slab = fcc111("Cu", size=self.size, a=1.0, vacuum=self.vacuum, periodic=True)
         tags = slab.get_tags()  # 1 = top layer
         layers = {k: np.where(tags == k)[0] for k in (1, 2, 3)}
-        d = a / np.sqrt(2)
-        sites: list[Site] = []
+        d = 1.0 / np.sqrt(2)
+        topo: list[tuple[str, int, dict[str, tuple[int, ...]]]] = []
+
+        def zone(origin: np.ndarray, layer: int, r: float, n: int) -> tuple[int, ...]:
+            cand = layers[layer]
+            dist = np.linalg.norm(lateral_displacements(slab, origin, cand), axis=1)
+            return tuple(int(i) for i in cand[_pick(dist, r, n, tol=0.02)])
+
         for t in layers[1]:
             origin = slab.positions[t]
-            zones = {"site": (int(t),)}
-            for zone, layer, r, n in (("1A", 1, d, 6), ("2A", 2, d / np.sqrt(3), 3),
-                                      ("3B", 3, d / np.sqrt(3), 3)):
-                cand = layers[layer]
-                dist = np.linalg.norm(lateral_displacements(slab, origin, cand), axis=1)
-                zones[zone] = tuple(int(i) for i in cand[_pick(dist, r, n)])
-            top = origin.copy()
-            sites.append(Site("ontop", top, zones))
-        z_top = slab.positions[layers[1], 2].max()
+            zones = {"site": (int(t),), "1A": zone(origin, 1, d, 6),
+                     "2A": zone(origin, 2, d / np.sqrt(3), 3), "3B": zone(origin, 3, d / np.sqrt(3), 3)}
+            topo.append(("ontop", int(t), zones))
         for h in layers[3]:
             origin = slab.positions[h]
-            zones = {}
-            for zone, layer, r, n in (("ens", 1, d / np.sqrt(3), 3),
-                                      ("1A", 1, 2 * d / np.sqrt(3), 3),
-                                      ("1B", 1, np.sqrt(7 / 3) * d, 6),
-                                      ("2A", 2, d / np.sqrt(3), 3),
-                                      ("2B", 2, 2 * d / np.sqrt(3), 3)):
-                cand = layers[layer]
-                dist = np.linalg.norm(lateral_displacements(slab, origin, cand), axis=1)
-                zones[zone] = tuple(int(i) for i in cand[_pick(dist, r, n)])
+            zones = {"ens": zone(origin, 1, d / np.sqrt(3), 3),
+                     "1A": zone(origin, 1, 2 * d / np.sqrt(3), 3),
+                     "1B": zone(origin, 1, np.sqrt(7 / 3) * d, 6),
+                     "2A": zone(origin, 2, d / np.sqrt(3), 3),
+                     "2B": zone(origin, 2, 2 * d / np.sqrt(3), 3)}
             # 3C: the C3 orbit of first-shell layer-3 atoms rotated +30 deg from the 2B atoms.
             cand = layers[3]
             disp = lateral_displacements(slab, origin, cand)
-            ring = _pick(np.linalg.norm(disp, axis=1), d, 6)
+            ring = _pick(np.linalg.norm(disp, axis=1), d, 6, tol=0.02)
             ring_ang = np.arctan2(disp[ring, 1], disp[ring, 0])
             b_disp = lateral_displacements(slab, origin, np.asarray(zones["2B"]))
             chosen = []
@@ -141,20 +137,24 @@ class FCC111Recipe(Recipe):
             if len(set(chosen)) != 3:
                 raise RuntimeError("zone geometry: 3C orbit is not three distinct atoms")
             zones["3C"] = tuple(chosen)
-            pos = np.array([origin[0], origin[1], z_top])
-            sites.append(Site("fcc", pos, zones))
-        self._template_cache[key] = (slab, tuple(sites))
-        return slab, tuple(sites)
+            topo.append(("fcc", int(h), zones))
+        self._topo = tuple(topo)
+        return self._topo
 
     def build(self, composition: Mapping[str, float], seed: int = 0) -> Surface:
         self.check_elements(composition)
         a = vegard_lattice_constant(composition)
-        template, sites = self._geometry(a)
-        atoms = template.copy()
+        atoms = fcc111("Cu", size=self.size, a=a, vacuum=self.vacuum, periodic=True)
         atoms.set_chemical_symbols(random_occupancy(composition, len(atoms), seed))
+        z_top = float(atoms.positions[atoms.get_tags() == 1, 2].max())
+        sites = []
+        for kind, anchor, zones in self._topology():
+            pos = atoms.positions[anchor].copy()
+            pos[2] = z_top
+            sites.append(Site(kind, pos, zones))
         return Surface(
             atoms=atoms,
-            sites=sites,
+            sites=tuple(sites),
             recipe=self.name,
             composition=dict(composition),
             seed=int(seed),

@@ -1,0 +1,1 @@
+"""activemil.campaigns"""

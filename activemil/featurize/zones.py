@@ -1,0 +1,141 @@
+"""The ``zones`` encoder: element counts per neighbour zone (instant, no model).
+
+Feature layout for a recipe with site kinds ``k_1..k_n`` over elements ``E``: a kind one-hot
+``[n]``, then for each kind its zones' element counts ``[n_zones(k) * E]`` (zone-major, elements
+in the space's order), zero for the other kinds. For ``fcc111`` over 5 elements:
+``2 + 4*5 + 6*5 = 52`` features.
+
+Expected bags: for a composition ``x`` the zone counts of a site in a random alloy are
+independent multinomials, ``p(env) = p(kind) * prod_zones Multinomial(counts; n_zone, x)``.
+:func:`expected_environments` returns the ``k`` most probable distinct environments (found by
+seeded sampling, weighted by their exact probability) so a bag carries no sampling noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.special import gammaln
+
+from activemil.featurize.base import Encoder, register_encoder
+from activemil.structures.base import Recipe, Surface
+
+
+def zone_offsets(recipe: Recipe, n_elements: int) -> dict[str, int]:
+    """Start column of each kind's zone block in the zones feature vector."""
+    offsets, col = {}, len(recipe.site_kinds)
+    for kind in recipe.site_kinds:
+        offsets[kind] = col
+        col += len(recipe.zone_layout[kind]) * n_elements
+    return offsets
+
+
+class ZonesEncoder(Encoder):
+    """Element counts per neighbour zone, one block per site kind (see module docstring)."""
+
+    name = "zones"
+    version = "1"
+
+    def dim(self, recipe: Recipe, elements: Sequence[str]) -> int:
+        e = len(elements)
+        return len(recipe.site_kinds) + sum(len(recipe.zone_layout[k]) * e for k in recipe.site_kinds)
+
+    def encode_counts(
+        self, recipe: Recipe, kinds: Sequence[str], counts: Sequence[np.ndarray], n_elements: int
+    ) -> np.ndarray:
+        """Assemble feature rows from per-site kinds and zone-count vectors: ``[n, D]``."""
+        offsets = zone_offsets(recipe, n_elements)
+        d = len(recipe.site_kinds) + sum(
+            len(recipe.zone_layout[k]) * n_elements for k in recipe.site_kinds
+        )
+        out = np.zeros((len(kinds), d), np.float32)
+        for i, (kind, c) in enumerate(zip(kinds, counts)):
+            out[i, recipe.site_kinds.index(kind)] = 1.0
+            out[i, offsets[kind] : offsets[kind] + len(c)] = c
+        return out
+
+    def encode(self, surface: Surface, elements: Sequence[str]) -> np.ndarray:
+        recipe = _RecipeView(surface)
+        e = len(elements)
+        symbols = surface.symbols()
+        onehot = np.stack([symbols == el for el in elements], axis=1).astype(np.float32)
+        out = np.zeros((len(surface.sites), self.dim(recipe, elements)), np.float32)
+        offsets = zone_offsets(recipe, e)
+        for kind in recipe.site_kinds:
+            rows = [i for i, s in enumerate(surface.sites) if s.kind == kind]
+            if not rows:
+                continue
+            out[rows, recipe.site_kinds.index(kind)] = 1.0
+            col = offsets[kind]
+            for zone, _size in recipe.zone_layout[kind]:
+                idx = np.array([surface.sites[i].zones[zone] for i in rows])  # [n, size]
+                out[rows, col : col + e] = onehot[idx].sum(axis=1)
+                col += e
+        return out
+
+
+class _RecipeView(Recipe):
+    """The site kinds and zone layout of a built surface, viewed as a recipe."""
+
+    def __init__(self, surface: Surface) -> None:
+        self.zone_layout = dict(surface.zone_layout)
+        self.site_kinds = tuple(surface.zone_layout)
+
+    def build(self, composition, seed=0):  # pragma: no cover - never built
+        raise NotImplementedError
+
+
+def _log_multinomial(counts: np.ndarray, log_x: np.ndarray) -> np.ndarray:
+    """log Multinomial pmf of count rows ``[n, E]`` under log-fractions ``[E]``."""
+    n = counts.sum(axis=1)
+    safe = np.where(counts > 0, counts * log_x[None, :], 0.0)
+    return gammaln(n + 1) - gammaln(counts + 1).sum(axis=1) + safe.sum(axis=1)
+
+
+def expected_environments(
+    recipe: Recipe,
+    composition: Mapping[str, float],
+    elements: Sequence[str],
+    k: int = 64,
+    n_draws: int = 4096,
+    seed: int = 0,
+) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """The ``k`` most probable distinct site environments of ``composition``.
+
+    Returns ``(kinds [k'], counts: list of int64 [n_zones(kind)*E], probability [k'])`` where
+    the probability is exact under independent-multinomial zones (kinds equally likely) and
+    ``k' <= k``. Probabilities are not renormalised (their sum says how much mass the bag covers).
+    """
+    x = np.array([composition.get(el, 0.0) for el in elements], np.float64)
+    x = x / x.sum()
+    log_x = np.log(np.where(x > 0, x, 1.0))
+    rng = np.random.default_rng(seed)
+    kinds_out: list[str] = []
+    counts_out: list[np.ndarray] = []
+    logp_out: list[float] = []
+    per_kind = max(1, n_draws // len(recipe.site_kinds))
+    log_pkind = -np.log(len(recipe.site_kinds))
+    for kind in recipe.site_kinds:
+        sizes = [size for _, size in recipe.zone_layout[kind]]
+        blocks = [rng.multinomial(size, x, size=per_kind) for size in sizes]
+        draws = np.concatenate(blocks, axis=1)
+        uniq = np.unique(draws, axis=0)
+        logp = np.full(len(uniq), log_pkind)
+        col = 0
+        for size in sizes:
+            logp += _log_multinomial(uniq[:, col : col + len(elements)], log_x)
+            col += len(elements)
+        kinds_out.extend([kind] * len(uniq))
+        counts_out.extend(uniq)
+        logp_out.extend(logp)
+    logp_arr = np.asarray(logp_out)
+    order = np.lexsort((np.arange(len(logp_arr)), -logp_arr))[:k]
+    return (
+        [kinds_out[i] for i in order],
+        [np.asarray(counts_out[i], np.int64) for i in order],
+        np.exp(logp_arr[order]),
+    )
+
+
+register_encoder("zones", ZonesEncoder)
