@@ -1,1 +1,1 @@
-"""activemil.cli"""
+"""The ``activemil`` command line (typer). Entry point: :func:`activemil.cli.app.main`."""

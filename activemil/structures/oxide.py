@@ -69,7 +69,7 @@ def check_cation_elements(composition: Mapping[str, float], recipe: str) -> None
         if el in _NONMETALS:
             raise InputError(
                 f"{el} cannot occupy a cation site of the {recipe} recipe; its composition is "
-                "over the metal sites only, so list metals (e.g. Co,Ni,Fe) and leave O and H out."
+                "over the metal sites only, so list metals such as Co, Ni, Fe and leave O and H out."
             )
 
 

@@ -1,0 +1,674 @@
+"""The campaign directory: configuration, the append-only event log and the tables derived
+from it (observations, in flight, best so far, rounds, export).
+
+Layout::
+
+    DIR/campaign.json      design space, recipe, encoder, surrogate/acquisition settings, target
+    DIR/events.jsonl       append-only event log, the single source of truth
+    DIR/batches/<b>.csv    lab sheets written by ``propose`` (re-creatable from the log)
+    DIR/derived/           features and fitted models; safe to delete
+    DIR/.lock              lock file serialising writers
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from activemil.campaigns.events import VIAS, Event, validate_record
+from activemil.campaigns.store import (
+    FileLock,
+    append_bytes,
+    atomic_write,
+    create_empty,
+    fsync_dir,
+    scan_log,
+    set_aside,
+    utc_now,
+)
+from activemil.campaigns.units import canonical_unit
+from activemil.errors import InputError, StateError
+from activemil.space import DesignSpace, candidate_id, parse_candidate_id
+
+SCHEMA_VERSION = 1
+CONFIG_FILE = "campaign.json"
+EVENTS_FILE = "events.jsonl"
+LOCK_FILE = ".lock"
+DERIVED_DIR = "derived"
+BATCHES_DIR = "batches"
+IN_FLIGHT = ("proposed", "submitted")
+DEFAULT_MIN_TRAIN = 8
+DEFAULT_MAX_ABS_VALUE = 1e9
+DEFAULT_COMPOSITION_TOLERANCE = 1e-3
+SHEET_COLUMNS = ("value", "std", "unit", "status", "source", "note")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+@dataclass
+class Measurement:
+    """A ``measured`` event and its effective value after corrections (``None`` = withdrawn)."""
+
+    event: Event
+    value: float | None
+    std: float | None
+    corrected_by: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return str(self.event.get("source") or "")
+
+
+@dataclass
+class CandidateState:
+    """Everything the log says about one candidate."""
+
+    id: str
+    fractions: np.ndarray
+    batch: str | None = None
+    round: int | None = None
+    proposal: Event | None = None
+    submissions: list[Event] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+    failures: list[Event] = field(default_factory=list)
+    abandoned: Event | None = None
+    answered_by: list[str] = field(default_factory=list)
+    linked_to: str | None = None
+    last: str = ""
+    last_time: str = ""
+
+    @property
+    def effective(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.value is not None]
+
+    @property
+    def status(self) -> str:
+        """``proposed | submitted | measured | failed | abandoned | answered``."""
+        if self.effective:
+            return "measured"
+        if self.last == "measured":  # every measurement withdrawn by a correction
+            return "failed"
+        return self.last or "proposed"
+
+    @property
+    def via(self) -> str:
+        return ",".join(dict.fromkeys(str(e.get("via")) for e in self.submissions))
+
+
+@dataclass
+class CampaignState:
+    """The log folded into per-candidate records (see :meth:`Campaign.state`)."""
+
+    events: list[Event]
+    candidates: dict[str, CandidateState]
+    batches: dict[str, dict]
+    measurements: dict[str, Measurement]
+
+    @property
+    def current_round(self) -> int:
+        return max((b["round"] for b in self.batches.values()), default=0)
+
+    def ids_with_status(self, *statuses: str) -> list[str]:
+        return [c.id for c in self.candidates.values() if c.status in statuses]
+
+    @property
+    def in_flight_ids(self) -> list[str]:
+        return self.ids_with_status(*IN_FLIGHT)
+
+    @property
+    def closed_ids(self) -> list[str]:
+        """Ids never to propose again: measured, failed, abandoned or answered."""
+        return [c.id for c in self.candidates.values() if c.status not in IN_FLIGHT]
+
+
+def fold(events: Sequence[Event], elements: Sequence[str]) -> CampaignState:
+    """Replay ``events`` into a :class:`CampaignState`."""
+    cands: dict[str, CandidateState] = {}
+    batches: dict[str, dict] = {}
+    meas: dict[str, Measurement] = {}
+
+    def get(cid: str, ev: Event) -> CandidateState:
+        if cid not in cands:
+            comp = ev.get("composition") if ev.candidate == cid else None
+            if isinstance(comp, Mapping):
+                fr = np.array([float(comp.get(e, 0.0)) for e in elements])
+            else:
+                try:
+                    fr = parse_candidate_id(cid, elements)
+                except InputError:
+                    raise StateError(
+                        f"Event {ev.event_id} names candidate {cid!r}, which is not a "
+                        f"composition over {','.join(elements)}; fix that line of "
+                        f"{EVENTS_FILE}."
+                    ) from None
+            cands[cid] = CandidateState(id=cid, fractions=fr)
+        return cands[cid]
+
+    for ev in events:
+        c = get(ev.candidate, ev)
+        c.last_time = ev.time
+        if c.batch is None and ev.batch is not None:
+            c.batch, c.round = ev.batch, ev.round
+        if c.round is None and ev.round is not None:
+            c.round = ev.round
+        if ev.kind == "proposed":
+            c.proposal, c.last = ev, "proposed"
+            c.batch, c.round = ev.batch, ev.round
+            b = batches.setdefault(
+                ev.batch or "?",
+                {"round": ev.round or 0, "time": ev.time, "policy": ev.get("policy"),
+                 "mode": ev.get("mode"), "ids": []},
+            )
+            b["ids"].append(ev.candidate)
+        elif ev.kind == "submitted":
+            c.submissions.append(ev)
+            if c.last in ("proposed", "submitted", ""):
+                c.last = "submitted"
+        elif ev.kind == "measured":
+            m = Measurement(ev, float(ev.get("value")), _opt_float(ev.get("std")))
+            c.measurements.append(m)
+            meas[ev.event_id] = m
+            c.last = "measured"
+            c.linked_to = ev.get("linked_to") or c.linked_to
+            answers = ev.get("answers")
+            if answers and answers != c.id:
+                target = get(answers, ev)
+                target.answered_by.append(c.id)
+                if target.last in ("proposed", "submitted", ""):
+                    target.last = "answered"
+        elif ev.kind == "failed":
+            c.failures.append(ev)
+            c.last = "failed"
+        elif ev.kind == "abandoned":
+            c.abandoned, c.last = ev, "abandoned"
+        elif ev.kind == "corrected":
+            m = meas.get(ev.get("corrects"))
+            if m is None or m.event.candidate != ev.candidate:
+                raise StateError(
+                    f"Event {ev.event_id} corrects {ev.get('corrects')!r}, which is not an "
+                    f"earlier measurement of {ev.candidate}; fix that line of {EVENTS_FILE}."
+                )
+            if ev.get("status") == "failed":
+                m.value, m.std = None, None
+            else:
+                m.value, m.std = float(ev.get("value")), _opt_float(ev.get("std"))
+            m.corrected_by.append(ev.event_id)
+    return CampaignState(list(events), cands, batches, meas)
+
+
+def _opt_float(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+class Campaign:
+    """A campaign directory. Open with :meth:`open`, create with :meth:`create`.
+
+    Reading never needs the lock; every write takes it (:meth:`locked`, re-entrant).
+    ``notices`` collects one-line reports (e.g. a torn log tail that was set aside).
+    """
+
+    def __init__(self, path: Path, config: dict) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.space = DesignSpace.from_dict(config["space"])
+        self.notices: list[str] = []
+        self._lock = FileLock(self.path / LOCK_FILE, f"Campaign {self.path}")
+
+    # ------------------------------------------------------------------ create / open
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        space: DesignSpace,
+        *,
+        target: str,
+        maximize: bool,
+        unit: str = "",
+        recipe: str = "fcc111",
+        recipe_settings: Mapping | None = None,
+        encoder: str = "zones",
+        encoder_settings: Mapping | None = None,
+        featurize: Mapping | None = None,
+        surrogate: Mapping | None = None,
+        acquisition: Mapping | None = None,
+    ) -> Campaign:
+        """Create a campaign directory (new or empty) and return it.
+
+        ``campaign.json`` is written last, so a directory interrupted during creation has no
+        config and can simply be initialised again.
+        """
+        from activemil import __version__
+
+        path = Path(path)
+        if not target or not str(target).strip():
+            raise InputError("The target needs a name; pass e.g. --target overpotential.")
+        if path.exists():
+            if not path.is_dir():
+                raise StateError(f"{path} exists and is a file; choose a new directory name.")
+            if (path / CONFIG_FILE).exists():
+                raise StateError(
+                    f"{path} already holds a campaign; open it, or choose a new directory."
+                )
+            leftovers = set(os.listdir(path)) - {EVENTS_FILE, ".gitignore", LOCK_FILE}
+            events = path / EVENTS_FILE
+            if leftovers or (events.exists() and events.stat().st_size > 0):
+                raise StateError(
+                    f"{path} is not empty; initialise the campaign in a new or empty directory."
+                )
+        else:
+            path.mkdir(parents=True)
+            fsync_dir(path.parent)
+        config = {
+            "schema_version": SCHEMA_VERSION,
+            "name": path.resolve().name,
+            "created": utc_now(),
+            "activemil_version": __version__,
+            "space": space.to_dict(),
+            "target": {
+                "name": str(target).strip(),
+                "direction": "maximize" if maximize else "minimize",
+                "unit": canonical_unit(unit) or str(unit).strip() if unit else "",
+            },
+            "structure": {"recipe": recipe, "settings": dict(recipe_settings or {})},
+            "encoder": {"name": encoder, "settings": dict(encoder_settings or {})},
+            "featurize": {"mode": "sampled", "n_sites": None, "seed": 0, **dict(featurize or {})},
+            "surrogate": {
+                "kind": "mil", "min_train": DEFAULT_MIN_TRAIN, "settings": {},
+                **dict(surrogate or {}),
+            },
+            "acquisition": {"policy": "ucb", "alpha": 0.1, "settings": {}, **dict(acquisition or {})},
+            "ingest": {
+                "max_abs_value": DEFAULT_MAX_ABS_VALUE,
+                "composition_tolerance": DEFAULT_COMPOSITION_TOLERANCE,
+            },
+        }
+        with FileLock(path / LOCK_FILE, f"Campaign {path}"):
+            if not (path / EVENTS_FILE).exists():
+                create_empty(path / EVENTS_FILE)
+            atomic_write(path / ".gitignore", f"{DERIVED_DIR}/\n{LOCK_FILE}\n".encode())
+            atomic_write(path / CONFIG_FILE, _json_bytes(config))
+        return cls(path, config)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Campaign:
+        """Open an existing campaign, refusing newer schema versions and broken configs."""
+        path = Path(path)
+        if not path.is_dir():
+            raise StateError(
+                f"{path} is not a campaign directory; create one with `activemil init {path} ...`."
+            )
+        cfg_path = path / CONFIG_FILE
+        if not cfg_path.exists():
+            hint = (
+                "initialisation was interrupted; run `activemil init` on it again"
+                if (path / EVENTS_FILE).exists() and (path / EVENTS_FILE).stat().st_size == 0
+                else f"restore {CONFIG_FILE} from your backup or git history"
+            )
+            raise StateError(f"{path} has no {CONFIG_FILE}; {hint}.")
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StateError(
+                f"{cfg_path} is not valid JSON ({exc}); fix it or restore it from git."
+            ) from None
+        if not isinstance(config, dict):
+            raise StateError(f"{cfg_path} does not hold a JSON object; restore it from git.")
+        version = config.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise StateError(
+                f"{cfg_path} has no valid schema_version; restore it from git history."
+            )
+        if version > SCHEMA_VERSION:
+            from activemil import __version__
+
+            raise StateError(
+                f"{path} was written by a newer activemil (campaign schema {version}, this "
+                f"activemil {__version__} reads up to {SCHEMA_VERSION}); upgrade activemil "
+                "(pip install -U activemil) before touching it."
+            )
+        for key in ("space", "target"):
+            if not isinstance(config.get(key), dict):
+                raise StateError(f"{cfg_path} lacks the {key!r} section; restore it from git.")
+        try:
+            camp = cls(path, config)
+        except (InputError, KeyError, TypeError) as exc:
+            raise StateError(f"{cfg_path} has an invalid design space ({exc}).") from None
+        if not (path / EVENTS_FILE).exists():
+            raise StateError(
+                f"{path / EVENTS_FILE} is missing; restore it from your backup or git history "
+                "(it is the campaign's record)."
+            )
+        return camp
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def events_path(self) -> Path:
+        return self.path / EVENTS_FILE
+
+    @property
+    def derived_dir(self) -> Path:
+        return self.path / DERIVED_DIR
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.path / BATCHES_DIR
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return self.space.elements
+
+    @property
+    def target(self) -> str:
+        return str(self.config["target"]["name"])
+
+    @property
+    def unit(self) -> str:
+        return str(self.config["target"].get("unit") or "")
+
+    @property
+    def maximize(self) -> bool:
+        return self.config["target"].get("direction", "maximize") == "maximize"
+
+    @property
+    def min_train(self) -> int:
+        return int(self.config.get("surrogate", {}).get("min_train", DEFAULT_MIN_TRAIN))
+
+    def setting(self, section: str, key: str, default: Any = None) -> Any:
+        return self.config.get(section, {}).get(key, default)
+
+    # ------------------------------------------------------------------ log
+    @contextmanager
+    def locked(self) -> Iterator[Campaign]:
+        """Hold the campaign's writer lock (re-entrant within this object)."""
+        with self._lock:
+            yield self
+
+    def _scan(self) -> Any:
+        try:
+            data = self.events_path.read_bytes()
+        except FileNotFoundError:
+            raise StateError(
+                f"{self.events_path} is missing; restore it from your backup or git history."
+            ) from None
+        return scan_log(data, str(self.events_path), validate_record)
+
+    def events(self) -> list[Event]:
+        """All events in log order. A torn tail is set aside under the lock and reported."""
+        scan = self._scan()
+        if scan.tail:
+            with self.locked():  # a live writer may be mid-append: wait for it, then re-check
+                scan = self._scan()
+                if scan.tail:
+                    aside = set_aside(self.events_path, scan)
+                    self.notices.append(
+                        f"{EVENTS_FILE} ended with {len(scan.tail)} bytes from an interrupted "
+                        f"write ({scan.reason}); they were moved to {aside.name}, inspect that "
+                        "file and re-run the command that was interrupted if needed."
+                    )
+        seen: set[str] = set()
+        out = []
+        for line, rec in scan.records:
+            if rec["event_id"] in seen:
+                raise StateError(
+                    f"{self.events_path} line {line} repeats event id {rec['event_id']}; remove "
+                    "the duplicated line."
+                )
+            seen.add(rec["event_id"])
+            out.append(Event.from_dict(rec))
+        return out
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Durably append ``events`` as one transaction (all lines in one fsynced write)."""
+        if not events:
+            return
+        with self.locked():
+            self.events()  # sets aside a torn tail before we write after it
+            if len(events) == 1:
+                data = events[0].to_line()
+            else:
+                txn = events[0].event_id
+                data = b"".join(e.to_line(txn, len(events)) for e in events)
+            append_bytes(self.events_path, data)
+
+    def state(self) -> CampaignState:
+        return fold(self.events(), self.elements)
+
+    # ------------------------------------------------------------------ lifecycle commands
+    def resolve_ids(self, tokens: Iterable[str], state: CampaignState | None = None) -> list[str]:
+        """Expand candidate ids and batch ids (``b002`` = its in-flight candidates)."""
+        state = state or self.state()
+        out: list[str] = []
+        unknown = []
+        for raw in tokens:
+            for tok in str(raw).replace(",", " ").split():
+                if tok in state.batches:
+                    ids = [i for i in state.batches[tok]["ids"]
+                           if state.candidates[i].status in IN_FLIGHT]
+                    out.extend(ids)
+                elif tok in state.candidates:
+                    out.append(tok)
+                else:
+                    unknown.append(tok)
+        if unknown:
+            raise InputError(
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} neither a proposed "
+                "candidate nor a batch of this campaign; see `activemil status` for the ids."
+            )
+        if not out:
+            raise InputError("No candidates given; pass candidate ids or a batch id such as b001.")
+        return list(dict.fromkeys(out))
+
+    def _lifecycle(self, tokens: Iterable[str], kind: str, **data: Any) -> list[Event]:
+        with self.locked():
+            state = self.state()
+            ids = self.resolve_ids(tokens, state)
+            bad = [f"{i} ({state.candidates[i].status})" for i in ids
+                   if state.candidates[i].status not in IN_FLIGHT]
+            if bad:
+                raise InputError(
+                    f"Only in-flight candidates can be {kind}, but {', '.join(bad)} "
+                    f"{'is' if len(bad) == 1 else 'are'} not in flight; leave them out."
+                )
+            events = [
+                Event.new(kind, i, state.candidates[i].batch, state.candidates[i].round, **data)
+                for i in ids
+            ]
+            self.append(events)
+            return events
+
+    def submit(self, ids: Iterable[str], via: str, note: str = "") -> list[Event]:
+        """Record that in-flight candidates were sent to DFT or synthesis."""
+        via = str(via).strip().lower()
+        if via not in VIAS:
+            raise InputError(f"--via must be one of {', '.join(VIAS)}, not {via!r}.")
+        return self._lifecycle(ids, "submitted", via=via, note=note)
+
+    def abandon(self, ids: Iterable[str], reason: str) -> list[Event]:
+        """Record that in-flight candidates will not be measured (they leave the queue)."""
+        if not str(reason).strip():
+            raise InputError("Say why the candidates are abandoned: pass --reason '...'.")
+        return self._lifecycle(ids, "abandoned", reason=str(reason).strip())
+
+    # ------------------------------------------------------------------ derived tables
+    def observations(self, state: CampaignState | None = None) -> pd.DataFrame:
+        """One row per measured point: mean of its effective values (replicates averaged).
+
+        Columns: ``id``, one per element, ``value``, ``std`` (replicate std if n > 1, else the
+        reported std), ``n``, ``unit``, ``sources``, ``batch``, ``round``, ``on_grid``,
+        ``linked_to``, ``time`` (latest measurement).
+        """
+        state = state or self.state()
+        rows = []
+        for c in state.candidates.values():
+            eff = c.effective
+            if not eff:
+                continue
+            vals = np.array([m.value for m in eff], dtype=float)
+            std = float(vals.std(ddof=1)) if len(vals) > 1 else eff[0].std
+            rows.append({
+                "id": c.id,
+                **{e: float(x) for e, x in zip(self.elements, c.fractions)},
+                "value": float(vals.mean()),
+                "std": np.nan if std is None else std,
+                "n": len(vals),
+                "unit": self.unit,
+                "sources": ",".join(dict.fromkeys(m.source for m in eff if m.source)),
+                "batch": c.batch,
+                "round": c.round,
+                "on_grid": bool(self.space.contains(c.fractions)),
+                "linked_to": c.linked_to,
+                "time": max(m.event.time for m in eff),
+            })
+        cols = ["id", *self.elements, "value", "std", "n", "unit", "sources", "batch", "round",
+                "on_grid", "linked_to", "time"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def in_flight(self, state: CampaignState | None = None) -> pd.DataFrame:
+        """Candidates proposed or submitted and not yet measured, failed or abandoned."""
+        state = state or self.state()
+        rows = []
+        for cid in state.in_flight_ids:
+            c = state.candidates[cid]
+            p = c.proposal
+            rows.append({
+                "id": cid, "status": c.status, "via": c.via, "batch": c.batch,
+                "round": c.round, "proposed": p.time if p else None,
+                "median": p.get("median") if p else None,
+                "lo": p.get("lo") if p else None, "hi": p.get("hi") if p else None,
+            })
+        cols = ["id", "status", "via", "batch", "round", "proposed", "median", "lo", "hi"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def best(self, state: CampaignState | None = None) -> dict | None:
+        """The best observation so far (by direction) with its uncertainty, or ``None``."""
+        state = state or self.state()
+        obs = self.observations(state)
+        if obs.empty:
+            return None
+        i = int(obs["value"].idxmax() if self.maximize else obs["value"].idxmin())
+        row = obs.loc[i].to_dict()
+        p = state.candidates[row["id"]].proposal
+        row["predicted"] = (
+            {"median": p.get("median"), "lo": p.get("lo"), "hi": p.get("hi"),
+             "alpha": p.get("alpha")}
+            if p is not None and p.get("median") is not None else None
+        )
+        return row
+
+    def rounds(self, state: CampaignState | None = None) -> pd.DataFrame:
+        """One row per proposed batch with counts by current status and the batch's best."""
+        state = state or self.state()
+        rows = []
+        for bid, b in state.batches.items():
+            cs = [state.candidates[i] for i in b["ids"]]
+            statuses = [c.status for c in cs]
+            vals = [np.mean([m.value for m in c.effective]) for c in cs if c.effective]
+            best = (max(vals) if self.maximize else min(vals)) if vals else np.nan
+            rows.append({
+                "batch": bid, "round": b["round"], "proposed": b["time"],
+                "policy": b["policy"], "mode": b["mode"], "n": len(cs),
+                "in_flight": sum(s in IN_FLIGHT for s in statuses),
+                "measured": statuses.count("measured") + statuses.count("answered"),
+                "failed": statuses.count("failed"), "abandoned": statuses.count("abandoned"),
+                "best": best,
+            })
+        cols = ["batch", "round", "proposed", "policy", "mode", "n", "in_flight", "measured",
+                "failed", "abandoned", "best"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def next_step(self, state: CampaignState | None = None) -> str:
+        """One sentence telling the user what to do next."""
+        state = state or self.state()
+        d = self.path
+        n_obs = len(self.observations(state))
+        flying = state.in_flight_ids
+        if not state.batches and n_obs == 0:
+            return f"Propose a first batch: activemil propose {d} --budget 8"
+        if flying:
+            batches = sorted({state.candidates[i].batch or "?" for i in flying})
+            sheets = " ".join(f"{d}/{BATCHES_DIR}/{b}.csv" for b in batches)
+            return (
+                f"Measure the {len(flying)} in-flight candidate(s), fill in the sheet(s) "
+                f"{sheets}, then: activemil ingest {d} <sheet> --dry-run"
+            )
+        if n_obs < self.min_train:
+            return (
+                f"Propose the next batch (space-filling until {self.min_train} measurements, "
+                f"{n_obs} so far): activemil propose {d} --budget 8"
+            )
+        return f"Propose the next batch with the surrogate: activemil propose {d} --budget 8"
+
+    def export_events(self, state: CampaignState | None = None) -> pd.DataFrame:
+        """Tidy table, one row per event; composition as element columns, quantiles as q_*."""
+        state = state or self.state()
+        rows = []
+        for ev in state.events:
+            d = ev.to_dict()
+            comp = d.pop("composition", None)
+            c = state.candidates.get(ev.candidate)
+            if isinstance(comp, Mapping):
+                fr = {e: float(comp.get(e, 0.0)) for e in self.elements}
+            else:
+                fr = {e: float(x) for e, x in zip(self.elements, c.fractions)} if c else {}
+            quantiles = d.pop("quantiles", None)
+            if isinstance(quantiles, Mapping):
+                d.update({f"q_{k}": v for k, v in quantiles.items()})
+            for k, v in list(d.items()):
+                if isinstance(v, dict | list):
+                    d[k] = json.dumps(v, ensure_ascii=False)
+            d.update(fr)
+            rows.append(d)
+        lead = ["event_id", "time", "kind", "candidate", "batch", "round", *self.elements,
+                "value", "std", "unit"]
+        df = pd.DataFrame(rows)
+        for col in lead:
+            if col not in df.columns:
+                df[col] = pd.Series(dtype=object)
+        df = df[lead + [c for c in df.columns if c not in lead]]
+        return df.convert_dtypes(convert_string=False, convert_floating=False)
+
+    # ------------------------------------------------------------------ lab sheets
+    def batch_sheet(self, batch: str, state: CampaignState | None = None) -> pd.DataFrame:
+        """The fill-in sheet for ``batch``: id, element fractions, value, std, unit, status
+        (``pending``), source, note; one row per candidate of the batch."""
+        state = state or self.state()
+        if batch not in state.batches:
+            known = ", ".join(state.batches) or "none yet"
+            raise InputError(f"No batch {batch!r} in this campaign (batches: {known}).")
+        rows = []
+        for cid in state.batches[batch]["ids"]:
+            c = state.candidates[cid]
+            rows.append({
+                "id": cid,
+                **{e: round(float(x), 6) for e, x in zip(self.elements, c.fractions)},
+                "value": "", "std": "", "unit": self.unit, "status": "pending",
+                "source": "", "note": "",
+            })
+        return pd.DataFrame(rows, columns=["id", *self.elements, *SHEET_COLUMNS])
+
+    def write_batch_sheet(self, batch: str, path: Path | None = None) -> Path:
+        """Write :meth:`batch_sheet` as CSV (atomically) to ``batches/<batch>.csv`` or ``path``."""
+        sheet = self.batch_sheet(batch)
+        if path is None:
+            self.batches_dir.mkdir(exist_ok=True)
+            path = self.batches_dir / f"{batch}.csv"
+        atomic_write(Path(path), sheet.to_csv(index=False).encode("utf-8"))
+        return Path(path)
+
+    def composition_id(self, fractions: np.ndarray) -> str:
+        return candidate_id(self.elements, fractions)

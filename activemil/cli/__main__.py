@@ -1,0 +1,5 @@
+"""``python -m activemil.cli``."""
+
+from activemil.cli.app import main
+
+main()

@@ -1,0 +1,498 @@
+"""The ``activemil`` command line: a thin typer layer over :mod:`activemil.campaigns`.
+
+Heavy imports (pandas, the campaign layer, models) happen inside the commands so that
+``activemil --help`` and ``activemil --version`` start instantly. Any
+:class:`~activemil.errors.ActiveMILError` becomes ``error: <one sentence>`` on stderr and exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from activemil import __version__
+from activemil.errors import ActiveMILError, InputError
+
+EXIT_USER_ERROR = 2
+
+
+def _report_error(exc: BaseException) -> None:
+    problems = getattr(exc, "problems", None)
+    if problems:
+        sys.stderr.write(f"error: {exc.headline}:\n")  # type: ignore[attr-defined]
+        for p in problems:
+            sys.stderr.write(f"  - {p}\n")
+    else:
+        sys.stderr.write(f"error: {exc}\n")
+    sys.stderr.flush()
+
+
+class _Group(TyperGroup):
+    """Turns user-facing errors into one ``error: ...`` line and exit code 2."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ActiveMILError as exc:
+            _report_error(exc)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except BrokenPipeError:  # output piped into `head`
+            raise typer.Exit(0) from None
+        except OSError as exc:  # disk full, permission denied, ... (not a bug in activemil)
+            where = f" ({exc.filename})" if exc.filename else ""
+            sys.stderr.write(f"error: {exc.strerror or exc}{where}; check the path and retry.\n")
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="activemil",
+    help="Closed-loop Bayesian optimisation of high-entropy catalyst compositions.\n\n"
+    "Example: activemil init my-campaign --elements Ni,Fe,Co --step 0.05 --recipe fcc111 "
+    "--target overpotential --minimize --unit mV",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"activemil {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Closed-loop Bayesian optimisation of high-entropy catalyst compositions.
+
+    Example: activemil init my-campaign --elements Ni,Fe,Co --target overpotential --minimize
+    """
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _esc(text: object) -> str:
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+def _open(directory: Path):
+    from activemil.campaigns import Campaign
+
+    camp = Campaign.open(directory)
+    return camp
+
+
+def _notices(camp) -> None:
+    for msg in camp.notices:
+        sys.stderr.write(f"warning: {msg}\n")
+    camp.notices.clear()
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "" if x is None else str(x)
+    if v != v:  # NaN
+        return ""
+    return f"{v:.{digits}g}"
+
+
+def _bounds(text: str | None, option: str) -> dict[str, float]:
+    """Parse ``Ni=0.05,Fe=0.1`` into a dict."""
+    out: dict[str, float] = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        el, sep, val = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[el.strip()] = float(val)
+        except ValueError:
+            raise InputError(
+                f"{option} expects Element=fraction pairs such as {option} Ni=0.05,Fe=0.1, "
+                f"not {part.strip()!r}."
+            ) from None
+    return out
+
+
+def _options(text: str | None, option: str) -> dict[str, Any]:
+    """Parse ``a=1,b=0.5,c=true,d=name`` into JSON scalars."""
+    import json
+
+    out: dict[str, Any] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, val = part.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{option} expects key=value pairs such as n_members=3, not {part!r}.")
+        try:
+            out[key.strip()] = json.loads(val.strip())
+        except ValueError:
+            out[key.strip()] = val.strip()
+    return out
+
+
+# ------------------------------------------------------------------------------------- init
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="New (or empty) campaign directory."),
+    elements: str = typer.Option(..., "--elements", help="Comma-separated symbols, e.g. Ni,Fe,Co."),
+    step: float = typer.Option(0.05, "--step", help="Grid step in atomic fraction."),
+    min_fraction: str = typer.Option(None, "--min", help="Per-element minimum, e.g. Ni=0.05."),
+    max_fraction: str = typer.Option(None, "--max", help="Per-element maximum, e.g. Fe=0.5."),
+    min_elements: int = typer.Option(1, "--min-elements", help="Fewest elements present."),
+    max_elements: int = typer.Option(None, "--max-elements", help="Most elements present."),
+    recipe: str = typer.Option("fcc111", "--recipe", help="Surface recipe (structures)."),
+    encoder: str = typer.Option("zones", "--encoder", help="Site encoder: zones, chgnet, uma."),
+    target: str = typer.Option(..., "--target", help="Name of the measured property."),
+    maximize: bool = typer.Option(
+        None, "--maximize/--minimize", help="Whether larger target values are better."
+    ),
+    unit: str = typer.Option("", "--unit", help="Unit of the target, e.g. mV, eV, mA/cm2."),
+    surrogate: str = typer.Option("mil", "--surrogate", help="Surrogate kind."),
+    min_train: int = typer.Option(
+        8, "--min-train", help="Measurements needed before the surrogate replaces space-filling."
+    ),
+    acquisition: str = typer.Option("ucb", "--acquisition", help="Default acquisition policy."),
+    surrogate_options: str = typer.Option(
+        None, "--surrogate-options", help="Surrogate settings passed to make_surrogate, e.g. "
+        "n_members=3,n_folds=5."
+    ),
+) -> None:
+    """Create a campaign directory (campaign.json + an empty event log).
+
+    Example:
+
+        activemil init my-campaign --elements Ni,Fe,Co,Mn,Cr --step 0.05 --max-elements 5 \\
+            --recipe fcc111 --target overpotential --minimize --unit mV
+    """
+    from activemil.campaigns import POLICIES, Campaign
+    from activemil.space import DEFAULT_POOL_LIMIT, DesignSpace
+    from activemil.structures import available_recipes
+
+    if maximize is None:
+        raise InputError("Say which way is better: pass --maximize or --minimize.")
+    if acquisition not in POLICIES:
+        raise InputError(
+            f"Unknown acquisition {acquisition!r}; choose one of {', '.join(POLICIES)}."
+        )
+    if min_train < 1:
+        raise InputError(f"--min-train must be at least 1, not {min_train}.")
+    if recipe not in available_recipes():
+        raise InputError(
+            f"Unknown recipe {recipe!r}; choose one of {', '.join(available_recipes())}."
+        )
+    known_encoders = _known_encoders()
+    if known_encoders and encoder not in known_encoders:
+        raise InputError(
+            f"Unknown encoder {encoder!r}; choose one of {', '.join(known_encoders)}."
+        )
+    space = DesignSpace(
+        elements=tuple(e for e in elements.replace(" ", "").split(",") if e),
+        step=step,
+        min_fraction=_bounds(min_fraction, "--min"),
+        max_fraction=_bounds(max_fraction, "--max"),
+        min_elements=min_elements,
+        max_elements=max_elements,
+    )
+    n = space.count()
+    if n == 0:
+        raise InputError(
+            "The design space is empty; loosen --min/--max or the element-count limits."
+        )
+    if n > DEFAULT_POOL_LIMIT:
+        raise InputError(
+            f"The design space holds {n:,} compositions, more than {DEFAULT_POOL_LIMIT:,}; "
+            "coarsen --step or lower --max-elements."
+        )
+    camp = Campaign.create(
+        directory, space, target=target, maximize=maximize, unit=unit, recipe=recipe,
+        encoder=encoder,
+        surrogate={"kind": surrogate, "min_train": min_train,
+                   "settings": _options(surrogate_options, "--surrogate-options")},
+        acquisition={"policy": acquisition},
+    )
+    con = _console()
+    direction = "maximize" if maximize else "minimize"
+    con.print(
+        f"Created campaign [bold]{camp.path}[/]: {n:,} compositions of "
+        f"{','.join(space.elements)} (step {step:g}); {direction} {_esc(target)}"
+        f"{f' ({_esc(camp.unit)})' if camp.unit else ''}, recipe {recipe}, encoder {encoder}."
+    )
+    con.print(f"Next: activemil propose {directory} --budget 8", markup=False)
+
+
+def _known_encoders() -> list[str]:
+    try:
+        from activemil.featurize import available_encoders  # type: ignore[attr-defined]
+    except ImportError:
+        from activemil.featurize.base import available_encoders
+    try:
+        return list(available_encoders())
+    except Exception:
+        return []
+
+
+# ------------------------------------------------------------------------------------ propose
+@app.command()
+def propose(
+    directory: Path = typer.Argument(..., help="Campaign directory."),
+    budget: int = typer.Option(8, "--budget", "-n", help="Number of candidates in the batch."),
+    acquisition: str = typer.Option(
+        None, "--acquisition", help="ucb, thompson, kg, logei, lognei, greedy or random "
+        "(default: the campaign's)."
+    ),
+    alpha: float = typer.Option(None, "--alpha", help="Interval level: 0.05, 0.1 or 0.2."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    surrogate: str = typer.Option(None, "--surrogate", help="Surrogate kind (default: mil)."),
+) -> None:
+    """Propose the next batch, record it and write batches/<batch>.csv for the lab.
+
+    Example: activemil propose my-campaign --budget 8 --acquisition kg
+    """
+    from activemil.campaigns import propose as run
+
+    camp = _open(directory)
+    err = _console(stderr=True)
+    res = run(
+        camp, budget, policy=acquisition, alpha=alpha, seed=seed, surrogate=surrogate,
+        progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
+    )
+    _notices(camp)
+    from rich.table import Table
+
+    t = Table(title=f"Batch {res.batch} (round {res.round}, {res.mode}"
+              f"{'' if res.mode != 'model' else ', ' + res.policy})")
+    for c in ("rank", "id", "predicted", "interval", "acquisition", "top sites"):
+        t.add_column(c, justify="right" if c in ("rank", "predicted", "acquisition") else "left")
+    for _, r in res.table.iterrows():
+        interval = "" if _fmt(r["lo"]) == "" else f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
+        t.add_row(str(r["rank"]), str(r["id"]), _fmt(r["median"]), interval,
+                  _fmt(r["acquisition"]), str(r.get("top_sites") or ""))
+    con = _console()
+    con.print(t)
+    for n in res.notes:
+        con.print(f"note: {n}", markup=False)
+    con.print(f"Lab sheet: {res.sheet}", markup=False)
+    con.print(f"Next: measure, fill in the sheet, then activemil ingest {directory} {res.sheet} "
+              "--dry-run", markup=False)
+
+
+# ------------------------------------------------------------------------- submit / abandon
+@app.command()
+def submit(
+    directory: Path = typer.Argument(..., help="Campaign directory."),
+    ids: list[str] = typer.Argument(..., help="Candidate ids or batch ids (b001 = whole batch)."),
+    via: str = typer.Option(..., "--via", help="dft or synthesis."),
+    note: str = typer.Option("", "--note", help="Free text, e.g. a queue job id."),
+) -> None:
+    """Record that in-flight candidates went to DFT or synthesis.
+
+    Example: activemil submit my-campaign Ni20Fe40Co40 Ni40Fe60 --via synthesis
+    """
+    camp = _open(directory)
+    events = camp.submit(ids, via, note)
+    _notices(camp)
+    _console().print(f"Submitted {len(events)} candidate(s) via {via}: "
+                     + ", ".join(e.candidate for e in events))
+
+
+@app.command()
+def abandon(
+    directory: Path = typer.Argument(..., help="Campaign directory."),
+    ids: list[str] = typer.Argument(..., help="Candidate ids or batch ids."),
+    reason: str = typer.Option(..., "--reason", help="Why they will not be measured."),
+) -> None:
+    """Record that in-flight candidates will not be measured.
+
+    Example: activemil abandon my-campaign Ni20Fe40Co40 --reason "phase separated"
+    """
+    camp = _open(directory)
+    events = camp.abandon(ids, reason)
+    _notices(camp)
+    _console().print(f"Abandoned {len(events)} candidate(s): "
+                     + ", ".join(e.candidate for e in events))
+
+
+# ------------------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    directory: Path = typer.Argument(..., help="Campaign directory."),
+    file: Path = typer.Argument(..., help="Measurements, .csv or .xlsx."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show, write nothing."),
+    correct: bool = typer.Option(
+        False, "--correct", help="Allow replacing values already measured from the same source."
+    ),
+) -> None:
+    """Validate a measurement table and record all its rows, or none.
+
+    Columns: id or element columns/formula, value, optional std, unit, status
+    (measured|failed|replicate|pending), source, note.
+
+    Example: activemil ingest my-campaign my-campaign/batches/b001.csv --dry-run
+    """
+    from activemil.campaigns import ingest as run
+
+    camp = _open(directory)
+    plan = run(camp, file, correct=correct, dry_run=dry_run)
+    _notices(camp)
+    for w in plan.warnings:
+        sys.stderr.write(f"warning: {w}\n")
+    from rich.table import Table
+
+    con = _console()
+    if plan.rows:
+        t = Table(title=f"{plan.file}{' (dry run)' if dry_run else ''}")
+        for c in ("row", "candidate", "action", "value", "std", "source", "linked to"):
+            t.add_column(c)
+        for r in plan.rows:
+            t.add_row(str(r["row"]), r["candidate"], r["action"], _fmt(r["value"], 6),
+                      _fmt(r["std"], 3), r["source"], r["linked_to"])
+        con.print(t)
+    skipped = ", ".join(f"{n} {why}" for why, n in plan.skipped.items())
+    verb = "Would record" if dry_run else "Recorded"
+    con.print(f"{verb} {len(plan.events)} event(s) from {plan.file}"
+              f"{f' (skipped: {skipped})' if skipped else ''}.", markup=False)
+    if dry_run:
+        con.print(f"Nothing was written. To record: activemil ingest {directory} {file}"
+                  f"{' --correct' if correct else ''}", markup=False)
+
+
+# ------------------------------------------------------------------------------------- status
+@app.command()
+def status(directory: Path = typer.Argument(..., help="Campaign directory.")) -> None:
+    """Show rounds, in-flight candidates, the best result so far and the next step.
+
+    Example: activemil status my-campaign
+    """
+    from rich.table import Table
+
+    camp = _open(directory)
+    state = camp.state()
+    _notices(camp)
+    con = _console()
+    obs = camp.observations(state)
+    direction = "maximize" if camp.maximize else "minimize"
+    con.print(
+        f"[bold]{_esc(camp.path.name)}[/]: {direction} {_esc(camp.target)}"
+        f"{f' ({_esc(camp.unit)})' if camp.unit else ''} over {','.join(camp.elements)} "
+        f"({camp.space.count():,} compositions); {len(state.batches)} round(s), "
+        f"{len(obs)} measured point(s), {len(state.in_flight_ids)} in flight."
+    )
+    rounds = camp.rounds(state)
+    if len(rounds):
+        t = Table(title="Rounds")
+        for c in ("batch", "round", "date", "mode", "n", "in flight", "measured", "failed",
+                  "abandoned", "best"):
+            t.add_column(c, overflow="fold")
+        for _, r in rounds.iterrows():
+            mode = r["policy"] if r["mode"] == "model" else r["mode"]
+            t.add_row(r["batch"], str(r["round"]), str(r["proposed"])[:10], str(mode),
+                      str(r["n"]), str(r["in_flight"]), str(r["measured"]), str(r["failed"]),
+                      str(r["abandoned"]), _fmt(r["best"]))
+        con.print(t)
+    flying = camp.in_flight(state)
+    if len(flying):
+        t = Table(title="In flight")
+        for c in ("id", "status", "via", "batch", "predicted", "interval"):
+            t.add_column(c)
+        for _, r in flying.head(30).iterrows():
+            interval = "" if _fmt(r["lo"]) == "" else f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
+            t.add_row(r["id"], r["status"], r["via"], str(r["batch"]), _fmt(r["median"]),
+                      interval)
+        con.print(t)
+        if len(flying) > 30:
+            con.print(f"... and {len(flying) - 30} more in flight.")
+    best = camp.best(state)
+    if best is not None:
+        unc = ""
+        if best["n"] > 1:
+            unc = f" ± {_fmt(best['std'])} (std of {best['n']} replicates)"
+        elif _fmt(best["std"]):
+            unc = f" ± {_fmt(best['std'])} (reported std)"
+        pred = best.get("predicted")
+        ptxt = ""
+        if pred and pred.get("lo") is not None:
+            ptxt = (f"; predicted {_fmt(pred['median'])} in [{_fmt(pred['lo'])}, "
+                    f"{_fmt(pred['hi'])}] at alpha {pred['alpha']}")
+        con.print(f"Best so far: [bold]{best['id']}[/] {_esc(camp.target)} = "
+                  f"{_fmt(best['value'])}{f' {_esc(camp.unit)}' if camp.unit else ''}{unc} (round {best['round']}){ptxt}.")
+    con.print(f"Next: {camp.next_step(state)}", markup=False)
+
+
+# ------------------------------------------------------------------------------------- export
+@app.command()
+def export(
+    directory: Path = typer.Argument(..., help="Campaign directory."),
+    output: Path = typer.Option(None, "-o", "--output", help="CSV file (default: stdout)."),
+    table: str = typer.Option(
+        "events", "--table", help="events (one row per event) or observations (one per point)."
+    ),
+) -> None:
+    """Export a tidy CSV of every event (or of the measured points).
+
+    Example: activemil export my-campaign -o my-campaign-events.csv
+    """
+    camp = _open(directory)
+    if table == "events":
+        df = camp.export_events()
+    elif table == "observations":
+        df = camp.observations()
+    else:
+        raise InputError(f"--table must be events or observations, not {table!r}.")
+    _notices(camp)
+    text = df.to_csv(index=False)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from activemil.campaigns.store import atomic_write
+
+        atomic_write(output, text.encode("utf-8"))
+        _console(stderr=True).print(f"Wrote {len(df)} row(s) to {output}.")
+
+
+@app.command()
+def sheet(
+    directory: Path = typer.Argument(..., help="Campaign directory."),
+    batch: str = typer.Argument(..., help="Batch id, e.g. b001."),
+    output: Path = typer.Option(None, "-o", "--output", help="Where to write the CSV."),
+) -> None:
+    """(Re)write the lab sheet of a batch (batches/<batch>.csv by default).
+
+    Example: activemil sheet my-campaign b002 -o b002-for-the-lab.csv
+    """
+    camp = _open(directory)
+    path = camp.write_batch_sheet(batch, output)
+    _notices(camp)
+    _console().print(f"Wrote {path}.")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Scenarios: a candidate pool, an oracle that labels picks, and the hidden truth for scoring.
+
+The truth (``reference``) is used only by the runner's metrics; strategies never receive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from activemil.data import DATASETS, data_path
+from activemil.errors import InputError
+from activemil.simulate.oracle import Oracle, TableOracle
+from activemil.space import CandidatePool, parse_compositions, sheet_row, validate_elements
+
+#: default featurization recipe of the bundled datasets ("composition" = composition-only bags)
+DATASET_RECIPES: dict[str, str] = {
+    "agirpdptru-orr": "fcc111",
+    "oer-plate-3496": "oxide",
+    "oer-plate-3851": "oxide",
+}
+
+#: d-block metals (groups 3-12, periods 4-6, no lanthanides): tables over only these elements
+#: are treated as alloys by ``recipe="auto"``.
+_D_METALS = set(
+    "Sc Ti V Cr Mn Fe Co Ni Cu Zn Y Zr Nb Mo Tc Ru Rh Pd Ag Cd Hf Ta W Re Os Ir Pt Au Hg".split()
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A backtest problem.
+
+    Attributes:
+        name: label used in outputs.
+        pool: the candidates ``[N]``.
+        oracle: labels picked rows (the only label source strategies are fed from).
+        reference: float64 ``[N]`` true target per row, for scoring only.
+        target: property name; ``direction``: ``"maximize"`` or ``"minimize"``.
+        recipe: featurization recipe (``"fcc111"``, ``"oxide"``, ... or ``"composition"`` for
+            composition-only bags).
+        notes: provenance lines written to the outputs.
+    """
+
+    name: str
+    pool: CandidatePool
+    oracle: Oracle
+    reference: np.ndarray
+    target: str
+    direction: str
+    recipe: str = "composition"
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        ref = np.asarray(self.reference, dtype=np.float64)
+        if ref.shape != (len(self.pool),):
+            raise InputError(
+                f"Scenario {self.name!r} has {len(ref)} reference values for a pool of "
+                f"{len(self.pool)}; give one target value per candidate."
+            )
+        if not np.all(np.isfinite(ref)):
+            raise InputError(
+                f"Scenario {self.name!r} has {int((~np.isfinite(ref)).sum())} missing/non-finite "
+                "target values; drop those rows before simulating."
+            )
+        if self.direction not in ("maximize", "minimize"):
+            raise InputError(
+                f"Direction {self.direction!r} must be 'maximize' or 'minimize'."
+            )
+        ref = ref.copy()
+        ref.setflags(write=False)
+        object.__setattr__(self, "reference", ref)
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_table(
+        cls,
+        df: pd.DataFrame,
+        target: str,
+        direction: str,
+        *,
+        elements: Sequence[str] | None = None,
+        name: str = "table",
+        source: str = "table",
+        recipe: str = "auto",
+    ) -> Scenario:
+        """Scenario from a table with one column per element (fractions) and a target column.
+
+        ``elements=None`` takes every column that is an element symbol. Duplicate compositions
+        are refused (average replicates first). ``recipe="auto"`` picks ``fcc111`` when all
+        elements are d-block metals, otherwise composition-only bags.
+        """
+        if target not in df.columns:
+            raise InputError(
+                f"{source} has no column {target!r}; pass --target with one of "
+                f"{', '.join(map(str, df.columns))}."
+            )
+        if direction not in ("maximize", "minimize"):
+            raise InputError(f"Direction {direction!r} must be 'maximize' or 'minimize'.")
+        if elements is None:
+            from ase.data import chemical_symbols
+
+            elements = [str(c) for c in df.columns if str(c) in chemical_symbols[1:]]
+            if not elements:
+                raise InputError(
+                    f"{source} has no element columns; add one column per element (e.g. Ni, Fe) "
+                    "holding atomic fractions."
+                )
+        elements = validate_elements(elements)
+        y = pd.to_numeric(df[target], errors="coerce").to_numpy(np.float64)
+        bad = np.where(~np.isfinite(y))[0]
+        if len(bad):
+            raise InputError(
+                f"{source} row {sheet_row(int(bad[0]))}, column {target}: "
+                f"{df[target].iloc[bad[0]]!r} is not a finite number ({len(bad)} such rows); "
+                "fill in or drop those rows."
+            )
+        fractions = parse_compositions(df, elements, source=source)
+        pool = CandidatePool(elements, fractions)
+        if recipe == "auto":
+            recipe = "fcc111" if set(elements) <= _D_METALS else "composition"
+        return cls(
+            name=name,
+            pool=pool,
+            oracle=TableOracle(y, name=name, target=target, direction=direction),
+            reference=y,
+            target=target,
+            direction=direction,
+            recipe=recipe,
+            notes=(f"table {source}: {len(pool)} rows, target {target} ({direction})",),
+        )
+
+    @classmethod
+    def from_csv(
+        cls, path: str | Path, target: str, direction: str, *, recipe: str = "auto",
+        elements: Sequence[str] | None = None,
+    ) -> Scenario:
+        """Scenario from a CSV file (see :meth:`from_table`)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"Data file {path} does not exist; check the --data path.")
+        try:
+            df = pd.read_csv(path)
+        except Exception as exc:  # pandas raises many types for malformed files
+            raise InputError(f"Cannot read {path} as CSV ({type(exc).__name__}); save it as "
+                             "comma-separated text with a header row.") from None
+        return cls.from_table(df, target, direction, elements=elements, name=path.stem,
+                              source=str(path), recipe=recipe)
+
+    @classmethod
+    def from_dataset(cls, name: str, *, recipe: str | None = None) -> Scenario:
+        """Scenario from a bundled dataset (``activemil.data.DATASETS``)."""
+        if name not in DATASETS:
+            raise InputError(
+                f"Unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}."
+            )
+        file, target, direction = DATASETS[name]
+        df = pd.read_csv(data_path(file))
+        return cls.from_table(
+            df, target, direction, name=name, source=file,
+            recipe=recipe or DATASET_RECIPES.get(name, "auto"),
+        )
+
+    @classmethod
+    def from_oracle(
+        cls,
+        oracle: Oracle,
+        pool: CandidatePool,
+        *,
+        name: str | None = None,
+        recipe: str = "auto",
+        reference: np.ndarray | None = None,
+        progress: bool = False,
+    ) -> Scenario:
+        """Scenario on ``pool`` labelled by ``oracle``.
+
+        ``reference=None`` evaluates the oracle once on the whole pool to score campaigns (this
+        call is separate from the campaigns; strategies only ever get labels of their picks).
+        """
+        if reference is None:
+            reference = _evaluate_all(oracle, pool, progress)
+        if recipe == "auto":
+            recipe = "fcc111" if set(pool.elements) <= _D_METALS else "composition"
+        return cls(
+            name=name or getattr(oracle, "name", "oracle"),
+            pool=pool,
+            oracle=oracle,
+            reference=np.asarray(reference, np.float64),
+            target=getattr(oracle, "target", "y"),
+            direction=oracle.direction,
+            recipe=recipe,
+            notes=(f"oracle {getattr(oracle, 'name', type(oracle).__name__)} on a pool of "
+                   f"{len(pool)} compositions",),
+        )
+
+
+def _evaluate_all(oracle: Oracle, pool: CandidatePool, progress: bool) -> np.ndarray:
+    chunk = 256
+    out = []
+    for start in range(0, len(pool), chunk):
+        rows = np.arange(start, min(len(pool), start + chunk))
+        out.append(np.asarray(oracle.evaluate(pool, rows), np.float64))
+        if progress:
+            print(f"reference: {rows[-1] + 1}/{len(pool)} compositions", flush=True)
+    return np.concatenate(out) if out else np.zeros(0)

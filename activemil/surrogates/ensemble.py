@@ -1,0 +1,111 @@
+"""Deep ensembles: M members of one kind with different seeds, combined by averaging quantiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from activemil.errors import InputError
+from activemil.featurize.bags import BagSet
+from activemil.surrogates.base import Surrogate, check_training_data
+from activemil.surrogates.gp import GPSurrogate, HybridSurrogate
+from activemil.surrogates.mil import MILRegressor
+from activemil.surrogates.prediction import Prediction
+
+#: surrogate kinds -> (member class, fixed constructor settings)
+KINDS: dict[str, tuple[type[Surrogate], dict]] = {
+    "mil": (MILRegressor, {"pooling": "attention"}),
+    "conjunctive": (MILRegressor, {"pooling": "conjunctive"}),
+    "mean": (MILRegressor, {"pooling": "mean"}),
+    "max": (MILRegressor, {"pooling": "max"}),
+    "gp": (GPSurrogate, {}),
+    "hybrid": (HybridSurrogate, {}),
+}
+
+
+def make_member(kind: str, seed: int, settings: dict) -> Surrogate:
+    """One unfitted member of ``kind`` (see :data:`KINDS`) with ``seed`` and ``settings``."""
+    if kind not in KINDS:
+        raise InputError(f"Unknown surrogate kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    cls, fixed = KINDS[kind]
+    clash = sorted(set(fixed) & set(settings))
+    if clash:
+        raise InputError(
+            f"Setting {clash[0]!r} is fixed by kind {kind!r}; pick the kind instead of passing it."
+        )
+    return cls(seed=seed, **fixed, **settings)
+
+
+def combine_predictions(preds: Sequence[Prediction]) -> Prediction:
+    """Pool members: concatenate ``member_quantiles`` and average quantiles, attention,
+    embedding and contributions (quantile averaging keeps them sorted)."""
+    first = preds[0]
+    members = np.concatenate([p.member_quantiles for p in preds], axis=0)  # [M,B,9]
+
+    def avg(name: str) -> np.ndarray | None:
+        vals = [getattr(p, name) for p in preds]
+        if any(v is None for v in vals):
+            return None
+        return np.mean(np.stack(vals), axis=0)
+
+    return Prediction(
+        ids=first.ids,
+        quantiles=members.mean(axis=0),
+        member_quantiles=members,
+        attention=avg("attention"),
+        embedding=avg("embedding"),  # type: ignore[arg-type]
+        strata=first.strata,
+        contributions=avg("contributions"),
+    )
+
+
+class Ensemble(Surrogate):
+    """M members of ``kind`` trained on the same bags with seeds ``seed, seed+1, ...``.
+
+    ``predict`` averages member quantiles (Vincentisation) and keeps every member's quantiles in
+    ``Prediction.member_quantiles [M,B,9]``. MIL members differ in initialisation, inner
+    early-stopping split and minibatch order.
+    """
+
+    kind = "ensemble"
+
+    def __init__(self, kind: str = "mil", n_members: int = 3, seed: int = 0, **settings: object) -> None:
+        if n_members < 1:
+            raise InputError(f"An ensemble needs n_members >= 1, got {n_members}.")
+        self.member_kind = kind
+        self.n_members = int(n_members)
+        self.seed = int(seed)
+        self._settings = dict(settings)
+        self.members: list[Surrogate] = [
+            make_member(kind, self.seed + m, self._settings) for m in range(self.n_members)
+        ]
+        self.n_train = 0
+
+    def settings(self) -> dict:
+        return {"kind": self.member_kind, "n_members": self.n_members, "seed": self.seed,
+                **self._settings}
+
+    def fit(self, bags: BagSet, y: np.ndarray) -> Self:
+        y = check_training_data(bags, y, min_bags=2)
+        for m in self.members:
+            m.fit(bags, y)
+        self.n_train = len(y)
+        return self
+
+    def predict(self, bags: BagSet) -> Prediction:
+        self._check_fitted()
+        return combine_predictions([m.predict(bags) for m in self.members])
+
+    def _save(self, path: Path) -> dict:
+        for i, m in enumerate(self.members):
+            m.save(path / f"member_{i}")
+        return {}
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict) -> Self:
+        obj = cls(**meta["settings"])
+        obj.members = [Surrogate.load(path / f"member_{i}") for i in range(obj.n_members)]
+        return obj
