@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {started:%Y-%m-%d %H:%M %Z}",
         f"- machine: {machine()}",
         f"- command: `{command}`",
-        f"- seeds {seeds}, rounds {args.rounds}, budget {args.budget}, init "
-        f"{args.init if args.init is not None else args.budget}, sites per bag "
-        f"{n_sites or 'all'}, surrogate settings {json.dumps(settings) or '{}'}\n",
+        (f"- seeds {seeds}, rounds {args.rounds}, budget {args.budget}, init "
+         f"{args.init if args.init is not None else args.budget}, sites per bag "
+         f"{n_sites or 'all'}, surrogate settings {json.dumps(settings) or '{}'}\n"),
     ]
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         sc = Scenario.from_dataset(name)

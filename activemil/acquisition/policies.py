@@ -180,13 +180,15 @@ def botorch_policy(
 
     # particle model over the rows this acquisition can touch only (cheap at any pool size)
     need = np.unique(np.concatenate([candidates, pending, measured]).astype(np.int64))
-    local = {int(r): i for i, r in enumerate(need)}
     basis = copula_basis(t.embedding, s.rank)
     parts = draw_particles(t.member_quantiles, basis, s.n_particles, rho=s.rho, seed=seed,
                            rows=torch.as_tensor(need))
     model = MILModel(parts)
     sampler = ParticleSampler(model.num_particles)
-    loc = lambda rows: np.asarray([local[int(r)] for r in rows], dtype=np.int64)  # noqa: E731
+
+    def loc(rows: np.ndarray) -> np.ndarray:  # pool rows -> rows of the particle table
+        return np.searchsorted(need, np.asarray(rows, dtype=np.int64))
+
     pend_local = (torch.as_tensor(loc(pending), dtype=torch.float64).unsqueeze(-1)
                   if len(pending) else None)
     if policy == "ucb":  # qUCB batching

@@ -194,7 +194,9 @@ def plan_ingest(
     problems: list[str] = []
     cols = list(df.columns)
     lower = {c.lower(): c for c in cols}
-    dupes = sorted({c for c in cols if cols.count(c) > 1 and c})
+    dupes = sorted({c for c in cols if cols.count(c) > 1 and c} | {
+        m.group(1) for c in cols if (m := re.fullmatch(r"(.+)\.(\d+)", c)) and m.group(1) in cols
+    })  # pandas renames a repeated Excel header "value" to "value.1"
     if dupes:
         problems.append(f"{name}: column(s) {', '.join(dupes)} appear more than once; keep one.")
 

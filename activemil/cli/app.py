@@ -8,6 +8,7 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
         v = float(x)
     except (TypeError, ValueError):
         return "" if x is None else str(x)
-    if v != v:  # NaN
+    if math.isnan(v):
         return ""
     return f"{v:.{digits}g}"
 
@@ -285,8 +286,10 @@ def propose(
 
     t = Table(title=f"Batch {res.batch} (round {res.round}, {res.mode}"
               f"{'' if res.mode != 'model' else ', ' + res.policy})")
-    for c in ("rank", "id", "predicted", "interval", "acquisition", "top sites"):
-        t.add_column(c, justify="right" if c in ("rank", "predicted", "acquisition") else "left")
+    for c in ("rank", "id", "predicted", "interval", "acquisition"):
+        t.add_column(c, justify="right" if c in ("rank", "predicted", "acquisition") else "left",
+                     no_wrap=True)
+    t.add_column("top sites", overflow="ellipsis", no_wrap=True, max_width=48)
     for _, r in res.table.iterrows():
         interval = "" if _fmt(r["lo"]) == "" else f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
         t.add_row(str(r["rank"]), str(r["id"]), _fmt(r["median"]), interval,
@@ -366,7 +369,7 @@ def ingest(
     if plan.rows:
         t = Table(title=f"{plan.file}{' (dry run)' if dry_run else ''}")
         for c in ("row", "candidate", "action", "value", "std", "source", "linked to"):
-            t.add_column(c)
+            t.add_column(c, no_wrap=c != "source")
         for r in plan.rows:
             t.add_row(str(r["row"]), r["candidate"], r["action"], _fmt(r["value"], 6),
                       _fmt(r["std"], 3), r["source"], r["linked_to"])
@@ -403,13 +406,13 @@ def status(directory: Path = typer.Argument(..., help="Campaign directory.")) ->
     )
     rounds = camp.rounds(state)
     if len(rounds):
-        t = Table(title="Rounds")
-        for c in ("batch", "round", "date", "mode", "n", "in flight", "measured", "failed",
-                  "abandoned", "best"):
-            t.add_column(c, overflow="fold")
+        t = Table(title="Rounds (open = in flight, done = measured)")
+        for c in ("batch", "date", "mode", "n", "open", "done", "fail", "aband", "best"):
+            t.add_column(c, no_wrap=True)
         for _, r in rounds.iterrows():
             mode = r["policy"] if r["mode"] == "model" else r["mode"]
-            t.add_row(r["batch"], str(r["round"]), str(r["proposed"])[:10], str(mode),
+            mode = {"space-filling": "space-fill"}.get(mode, mode)
+            t.add_row(r["batch"], str(r["proposed"])[:10], str(mode),
                       str(r["n"]), str(r["in_flight"]), str(r["measured"]), str(r["failed"]),
                       str(r["abandoned"]), _fmt(r["best"]))
         con.print(t)
@@ -417,7 +420,7 @@ def status(directory: Path = typer.Argument(..., help="Campaign directory.")) ->
     if len(flying):
         t = Table(title="In flight")
         for c in ("id", "status", "via", "batch", "predicted", "interval"):
-            t.add_column(c)
+            t.add_column(c, no_wrap=True)
         for _, r in flying.head(30).iterrows():
             interval = "" if _fmt(r["lo"]) == "" else f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
             t.add_row(r["id"], r["status"], r["via"], str(r["batch"]), _fmt(r["median"]),
@@ -438,7 +441,8 @@ def status(directory: Path = typer.Argument(..., help="Campaign directory.")) ->
             ptxt = (f"; predicted {_fmt(pred['median'])} in [{_fmt(pred['lo'])}, "
                     f"{_fmt(pred['hi'])}] at alpha {pred['alpha']}")
         con.print(f"Best so far: [bold]{best['id']}[/] {_esc(camp.target)} = "
-                  f"{_fmt(best['value'])}{f' {_esc(camp.unit)}' if camp.unit else ''}{unc} (round {best['round']}){ptxt}.")
+                  f"{_fmt(best['value'])}{f' {_esc(camp.unit)}' if camp.unit else ''}{unc} "
+                  f"(round {_fmt(best['round'])}){ptxt}.")
     con.print(f"Next: {camp.next_step(state)}", markup=False)
 
 

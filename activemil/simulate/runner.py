@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,13 +30,17 @@ from activemil.errors import InputError
 from activemil.simulate.oracle import stable_seed
 from activemil.simulate.scenario import Scenario
 from activemil.simulate.strategies import Proposal, Strategy, StrategyContext, make_strategy
+from activemil.space import CandidatePool
+
+if TYPE_CHECKING:
+    from activemil.featurize import BagSet
 
 ALPHAS: tuple[float, ...] = (0.05, 0.10, 0.20)
 TOP_FRACTIONS: dict[str, float] = {"top1": 0.01, "top5": 0.05}
 
 
 def _alpha_tag(alpha: float) -> str:
-    return f"{int(round(alpha * 100)):02d}"
+    return f"{round(alpha * 100):02d}"
 
 
 # ---------------------------------------------------------------------------- targets
@@ -74,7 +78,7 @@ def random_expected_evaluations(n_pool: int, n_targets: int) -> float:
 
 
 # ---------------------------------------------------------------------------- features
-def composition_bags(pool):
+def composition_bags(pool: CandidatePool) -> BagSet:
     """Composition-only bags: one instance per candidate whose feature is the fraction vector
     ``[E]`` (for tables no structure recipe suits). Returns a ``BagSet``."""
     from activemil.featurize import BagSet
@@ -99,7 +103,7 @@ def build_bags(
     cache_dir: str | Path | None = None,
     jobs: int = 1,
     progress: bool = False,
-):
+) -> BagSet:
     """Feature bags of the scenario's pool: ``featurize_pool`` with the scenario's recipe and
     ``encoder``, or composition-only bags when ``scenario.recipe == "composition"``."""
     if scenario.recipe == "composition":
@@ -107,7 +111,7 @@ def build_bags(
     import importlib
     import pkgutil
 
-    import activemil.structures as structures
+    from activemil import structures
     from activemil.featurize import featurize_pool, get_encoder
     from activemil.structures import available_recipes, get_recipe
 
@@ -381,7 +385,7 @@ def simulate(
                 "n_init": n_init, "alpha": alpha, "feature_seed": feature_seed,
                 "n_sites": n_sites, "bag_mode": bag_mode,
                 "surrogate_settings": dict(surrogate_settings or {}),
-                "oracle": getattr(scenario.oracle, "settings", lambda: {})(),
+                "oracle": getattr(scenario.oracle, "settings", dict)(),
             },
             plots=plots,
         )
@@ -395,7 +399,7 @@ def _quantile_censored(values: np.ndarray, q: float) -> float:
     if len(v) == 0:
         return np.nan
     pos = (len(v) - 1) * q
-    lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+    lo, hi = math.floor(pos), math.ceil(pos)
     if not np.isfinite(v[hi]) and (hi != lo or not np.isfinite(v[lo])):
         return math.inf
     return float(v[lo] + (v[hi] - v[lo]) * (pos - lo)) if hi != lo else float(v[lo])

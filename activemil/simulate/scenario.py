@@ -26,9 +26,11 @@ DATASET_RECIPES: dict[str, str] = {
 
 #: d-block metals (groups 3-12, periods 4-6, no lanthanides): tables over only these elements
 #: are treated as alloys by ``recipe="auto"``.
-_D_METALS = set(
-    "Sc Ti V Cr Mn Fe Co Ni Cu Zn Y Zr Nb Mo Tc Ru Rh Pd Ag Cd Hf Ta W Re Os Ir Pt Au Hg".split()
-)
+_D_METALS = frozenset({
+    "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn",
+    "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd",
+    "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg",
+})
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class Scenario:
             raise InputError(f"Data file {path} does not exist; check the --data path.")
         try:
             df = pd.read_csv(path)
-        except Exception as exc:  # pandas raises many types for malformed files
+        except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed files
             raise InputError(f"Cannot read {path} as CSV ({type(exc).__name__}); save it as "
                              "comma-separated text with a header row.") from None
         return cls.from_table(df, target, direction, elements=elements, name=path.stem,
@@ -197,8 +199,10 @@ class Scenario:
             target=getattr(oracle, "target", "y"),
             direction=oracle.direction,
             recipe=recipe,
-            notes=(f"oracle {getattr(oracle, 'name', type(oracle).__name__)} on a pool of "
-                   f"{len(pool)} compositions",),
+            notes=(
+                (f"oracle {getattr(oracle, 'name', type(oracle).__name__)} on a pool of "
+                 f"{len(pool)} compositions"),
+            ),
         )
 
 

@@ -69,7 +69,8 @@ def check_cation_elements(composition: Mapping[str, float], recipe: str) -> None
         if el in _NONMETALS:
             raise InputError(
                 f"{el} cannot occupy a cation site of the {recipe} recipe; its composition is "
-                "over the metal sites only, so list metals such as Co, Ni, Fe and leave O and H out."
+                "over the metal sites only, so list metals such as Co, Ni, Fe and leave O and H "
+                "out."
             )
 
 
@@ -106,7 +107,9 @@ def pick_shell(dist: np.ndarray, target: float, count: int, tol: float = 0.05) -
     """Positions in ``dist`` within ``tol`` Å of ``target``; exactly ``count`` or RuntimeError."""
     idx = np.where(np.abs(dist - target) < tol)[0]
     if len(idx) != count:
-        raise RuntimeError(f"zone geometry: found {len(idx)} atoms at {target:.3f} Å, want {count}")
+        raise RuntimeError(
+            f"zone geometry: found {len(idx)} atoms at {target:.3f} Å, want {count}"
+        )
     return idx
 
 
@@ -123,7 +126,7 @@ class CationSublatticeOxideRecipe(Recipe):
 
     name = "oxide"
     site_kinds = ("metal",)
-    zone_layout = {"metal": OXIDE_LAYOUT}
+    zone_layout = {"metal": OXIDE_LAYOUT}  # noqa: RUF012 (read-only, as in fcc111)
     # UMA's "omat" task (PBE/PBE+U inorganic materials) rather than "oc20" (RPBE, no +U,
     # mostly metallic slabs): transition-metal oxides need the +U reference.
     uma_task = "omat"

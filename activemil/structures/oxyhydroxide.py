@@ -36,7 +36,7 @@ from activemil.structures.base import (
     random_occupancy,
     register_recipe,
 )
-from activemil.structures.oxide import pick_shell, check_cation_elements, lateral_distances
+from activemil.structures.oxide import check_cation_elements, lateral_distances, pick_shell
 
 OXYHYDROXIDE_LAYOUT = (("site", 1), ("1A", 6), ("1B", 6), ("O", 6))
 
@@ -58,7 +58,7 @@ class OxyhydroxideRecipe(Recipe):
 
     name = "oxyhydroxide"
     site_kinds = ("metal",)
-    zone_layout = {"metal": OXYHYDROXIDE_LAYOUT}
+    zone_layout = {"metal": OXYHYDROXIDE_LAYOUT}  # noqa: RUF012 (read-only)
     # UMA's "omat" task (PBE/PBE+U inorganic materials): Co/Ni/Fe/Mn oxides need the +U
     # reference that the "oc20" (RPBE, mostly metallic) data lack.
     uma_task = "omat"
@@ -105,13 +105,10 @@ class OxyhydroxideRecipe(Recipe):
             z0 = -n * spacing
             for i in range(nx):
                 for j in range(ny):
-                    def at(f: float, dz: float, i: int = i, j: int = j) -> np.ndarray:
-                        return (i + f) * a1 + (j + f) * a2 + np.array([0.0, 0.0, z0 + dz])
-
                     for el, r, f, dz in (("Co", "M", metal, 0.0), ("O", "Oup", o_up, h),
                                          ("O", "Odn", o_dn, -h), ("H", "H", o_up, h + D_OH)):
                         symbols.append(el)
-                        positions.append(at(f, dz))
+                        positions.append((i + f) * a1 + (j + f) * a2 + np.array([0, 0, z0 + dz]))
                         role.append(r)
                         sheet.append(n)
         pos = np.asarray(positions)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_tables
 
 from activemil.acquisition import POLICIES, propose_batch, tables_from_surrogate
 from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
 from activemil.surrogates.prediction import Prediction
-
-from conftest import make_tables
 
 
 class FakeSurrogate:
@@ -78,8 +77,8 @@ def test_real_surrogates_end_to_end(kind) -> None:
         pytest.skip("surrogates not available")
     bags, y, _ = surrogates.make_synthetic_bags(n_bags=120, bag_size=12, dim=6, seed=0)
     train = np.arange(50)
-    kw = {} if kind == "gp" else dict(n_folds=3, n_members=2, max_epochs=20, min_epochs=5,
-                                      small_n_epochs=20)
+    kw = {} if kind == "gp" else {"n_folds": 3, "n_members": 2, "max_epochs": 20, "min_epochs": 5,
+                                      "small_n_epochs": 20}
     s = surrogates.make_surrogate(kind, **kw).fit(bags.subset(train), y[train])
     measured = [bags.ids[i] for i in train]
     for policy in POLICIES:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from botorch.models import SingleTaskGP
 from botorch.sampling.normal import SobolQMCNormalSampler
+from conftest import make_tables
 from gpytorch.kernels import LinearKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ZeroMean
@@ -23,8 +24,6 @@ from activemil.acquisition import (
     kg_exact_q1,
 )
 from activemil.errors import InputError
-
-from conftest import make_tables
 
 PRIOR_VAR, NOISE = 0.8, 0.05
 

@@ -122,7 +122,7 @@ def test_max_posterior_sampling_and_optimize_acqf_discrete(model) -> None:
     assert picks.shape == (6, 1) and len(set(picks[:, 0].tolist())) == 6
     acq = qLogExpectedImprovement(model, best_f=0.5, sampler=ParticleSampler(64),
                                   X_pending=torch.tensor([[4.0]]))
-    x, v = optimize_acqf_discrete(acq, q=4, choices=choices)
+    x, _v = optimize_acqf_discrete(acq, q=4, choices=choices)
     assert x.shape == (4, 1) and len(set(x[:, 0].tolist())) == 4 and 4.0 not in x[:, 0].tolist()
     x1, _ = optimize_acqf_discrete(PosteriorMean(model), q=1, choices=choices)
     assert int(x1[0, 0]) == int(model.particles.mean(0).argmax())

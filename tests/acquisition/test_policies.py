@@ -7,13 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_tables
 
 from activemil.acquisition import POLICIES, propose_from_tables
 from activemil.acquisition import propose as propose_mod
 from activemil.acquisition.propose import COLUMNS
 from activemil.errors import InputError
-
-from conftest import make_tables
 
 Q = 6
 
@@ -73,7 +72,7 @@ def test_maximise_minimise_symmetry(tables, policy) -> None:
         train_residual=-tables.train_residual,
         train_y=-tables.train_y,
     )
-    kw = dict(exclude=_measured(tables), pending=["c0005"], seed=2)
+    kw = {"exclude": _measured(tables), "pending": ["c0005"], "seed": 2}
     up = propose_from_tables(tables, Q, policy, maximize=True, **kw)
     down = propose_from_tables(neg, Q, policy, maximize=False, **kw)
     assert up["id"].tolist() == down["id"].tolist()
@@ -184,19 +183,19 @@ def test_lognei_without_measured_falls_back_with_a_note(tables) -> None:
 @pytest.mark.parametrize(
     "kw, match",
     [
-        (dict(policy="ucbb"), "Unknown acquisition policy"),
-        (dict(q=0), "positive integer"),
-        (dict(q=10_000), "only"),
-        (dict(alpha=0.3), "alpha"),
-        (dict(beta=2.0), "Unknown acquisition option"),
-        (dict(rho=1.5), "rho"),
-        (dict(batch="joint"), "batching"),
-        (dict(exclude="c0001"), "list of candidate ids"),
-        (dict(shortlist=-1), "shortlist"),
+        ({"policy": "ucbb"}, "Unknown acquisition policy"),
+        ({"q": 0}, "positive integer"),
+        ({"q": 10_000}, "only"),
+        ({"alpha": 0.3}, "alpha"),
+        ({"beta": 2.0}, "Unknown acquisition option"),
+        ({"rho": 1.5}, "rho"),
+        ({"batch": "joint"}, "batching"),
+        ({"exclude": "c0001"}, "list of candidate ids"),
+        ({"shortlist": -1}, "shortlist"),
     ],
 )
 def test_bad_input_raises_one_sentence_input_errors(tables, kw, match) -> None:
-    args = dict(q=3, policy="ucb")
+    args = {"q": 3, "policy": "ucb"}
     args.update(kw)
     q, policy = args.pop("q"), args.pop("policy")
     with pytest.raises(InputError, match=match) as err:

@@ -145,7 +145,7 @@ def test_lock_timeout_from_cli(tmp_path):
     env = {**os.environ, "ACTIVEMIL_LOCK_TIMEOUT": "0.3"}
     with FileLock(c.path / ".lock", "test"):
         p = subprocess.run([sys.executable, "-m", "activemil.cli", "ingest", str(c.path), str(f)],
-                           env=env, capture_output=True, text=True, timeout=120)
+                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 2
     assert p.stderr.startswith("error: ") and "locked by another activemil command" in p.stderr
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1

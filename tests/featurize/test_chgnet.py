@@ -147,4 +147,4 @@ def test_does_not_import_fairchem():
         "__import__('activemil.structures.fcc111', fromlist=['x']).FCC111Recipe(), ['Pt']); "
         "sys.exit(any(k.startswith('fairchem') for k in sys.modules))"
     )
-    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

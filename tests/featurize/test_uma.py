@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import activemil.featurize.uma as uma
 from activemil.errors import InputError, MissingDependencyError
-from activemil.featurize import get_encoder
+from activemil.featurize import get_encoder, uma
 from activemil.structures.fcc111 import FCC111Recipe
 from activemil.structures.oxyhydroxide import OxyhydroxideRecipe
 
