@@ -6,8 +6,10 @@
 is ``mu_n(x) + phi(x)^T (G_P z_P + G_X z_X)`` with ``z ~ N(0, I)`` and ``G`` from Cholesky
 factors of low-rank (p x p) covariances, so each fantasy costs one ``[N, p]`` matmul. The
 expectation uses fixed antithetic scrambled-Sobol fantasies (common random numbers across
-candidates), the incumbent ``x0 = argmax mu_n`` as control variate, and an inner argmax set that
-is pruned exactly for those fantasies: ``|phi(x)^T G_X z| <= sd_P(x) ||z||``.
+candidates; being antithetic they make the incumbent an exact control variate), and an inner
+argmax set pruned exactly for those fantasies: ``|phi(x)^T G_X z| <= sd_P(x) ||z||``.
+An optional independent per-candidate term ``eta(x)`` (see :class:`PoolBelief`) adds a sparse
+correction at the pending and candidate rows only.
 """
 
 from __future__ import annotations
@@ -32,11 +34,16 @@ from activemil.errors import InputError
 class PoolBelief:
     """The KG belief evaluated on the pool.
 
+    ``f(x) = mean(x) + phi(x)^T (beta - m) + eta(x)``, ``beta - m ~ N(0, cov)``,
+    ``eta(x) ~ N(0, tau2(x))`` independent per candidate (model error that only measuring x
+    itself reveals), observations ``y = f(x) + N(0, noise)``.
+
     Attributes:
         mean: ``[N]`` current posterior mean ``mu_n`` (oriented: larger is better).
         phi: ``[N, p]`` features.
         cov: ``[p, p]`` coefficient covariance.
-        noise: observation noise variance.
+        noise: measurement noise variance of a new observation.
+        tau2: ``[N]`` candidate-specific variance (zeros = the pure linear belief).
         belief: the fitted :class:`LinearBelief` (``None`` if built directly).
     """
 
@@ -44,16 +51,36 @@ class PoolBelief:
     phi: Tensor
     cov: Tensor
     noise: float
+    tau2: Tensor | None = None
     belief: LinearBelief | None = None
 
+    def __post_init__(self) -> None:
+        if self.tau2 is None:
+            object.__setattr__(self, "tau2", torch.zeros_like(self.mean))
+
     @classmethod
-    def from_tables(cls, tables: PoolTables, **fit_kw) -> PoolBelief:
-        """Fit on the (oriented) tables' out-of-fold residuals; ``fit_kw`` go to LinearBelief."""
+    def from_tables(
+        cls, tables: PoolTables, *, noise_share: float = 0.25, candidate_error: bool = True,
+        **fit_kw,
+    ) -> PoolBelief:
+        """Fit on the (oriented) tables' out-of-fold residuals.
+
+        The residual variance the embedding does not explain (``sigma_r^2``) is split into
+        measurement noise ``noise_share * sigma_r^2`` and candidate-specific error; per candidate
+        ``tau2(x) = max(v(x) - phi Sigma phi - noise, 0)`` where ``v(x)`` is the variance implied
+        by the calibrated 80% interval. ``candidate_error=False`` gives the pure linear belief
+        with noise ``sigma_r^2``. ``fit_kw`` go to :meth:`LinearBelief.fit`.
+        """
         if tables.train_residual is None or tables.train_embedding is None:
             raise InputError(
                 "Policy 'kg' needs out-of-fold residuals and training embeddings from a "
                 "cross-conformal surrogate (oof_median, train_embedding, train_y); refit with "
                 "K-fold cross-conformal calibration or use policy 'ucb'."
+            )
+        if not 0.0 < noise_share <= 1.0:
+            raise InputError(
+                f"noise_share={noise_share} is outside (0, 1]; pass the share of unexplained "
+                "residual variance that is measurement noise, for example 0.25."
             )
         fmap = FeatureMap.fit(tables.embedding)
         belief = LinearBelief.fit(
@@ -61,15 +88,20 @@ class PoolBelief:
         )
         phi = fmap(tables.embedding)
         mean = torch.as_tensor(tables.median, dtype=torch.float64) + phi @ belief.coef
-        return cls(mean=mean, phi=phi, cov=belief.cov, noise=belief.noise, belief=belief)
+        if not candidate_error:
+            return cls(mean=mean, phi=phi, cov=belief.cov, noise=belief.noise, belief=belief)
+        noise = noise_share * belief.noise
+        z80 = float(norm.ppf(0.9))
+        q = torch.as_tensor(tables.quantiles, dtype=torch.float64)
+        v = ((q[:, 6] - q[:, 2]) / (2 * z80)) ** 2
+        lin = ((phi @ belief.cov) * phi).sum(-1)
+        tau2 = (v - lin - noise).clamp_min(0.0)
+        return cls(mean=mean, phi=phi, cov=belief.cov, noise=noise, tau2=tau2, belief=belief)
 
     @property
     def sd(self) -> Tensor:
         """``[N]`` posterior sd of f under the belief (without noise)."""
-        return ((self.phi @ self.cov) * self.phi).sum(-1).clamp_min(0).sqrt()
-
-    def restrict(self, rows: Tensor) -> PoolBelief:
-        return PoolBelief(self.mean[rows], self.phi[rows], self.cov, self.noise, self.belief)
+        return (((self.phi @ self.cov) * self.phi).sum(-1).clamp_min(0) + self.tau2).sqrt()
 
 
 def _fantasy_normals(n: int, dim: int, seed: int) -> Tensor:
@@ -104,7 +136,7 @@ class DiscreteKnowledgeGradient(AcquisitionFunction):
         self.seed = int(seed)
         self.prune = prune
         self.chunk_elements = int(chunk_elements)
-        self.incumbent = int(torch.argmax(belief.mean))
+        self.best_mean = float(belief.mean.max())
         self._cache: dict = {}
         self.set_X_pending(X_pending)
 
@@ -112,38 +144,52 @@ class DiscreteKnowledgeGradient(AcquisitionFunction):
     def _state(self, q_new: int) -> dict:
         pend = self.X_pending
         p_ids = (
-            torch.empty(0, dtype=torch.long) if pend is None else pend[..., 0].round().long().reshape(-1)
+            torch.empty(0, dtype=torch.long) if pend is None
+            else torch.unique(pend[..., 0].round().long().reshape(-1))
         )
         key = (tuple(p_ids.tolist()), q_new)
         if key in self._cache:
             return self._cache[key]
         self._cache.clear()
         b = self.belief
+        n, p = b.phi.shape
         k = p_ids.numel()
         z = _fantasy_normals(self.num_fantasies, k + q_new, self.seed)  # F x (k + q)
         z_p, z_x = z[:, :k], z[:, k:]
         cov_p = b.cov
-        base = b.mean.unsqueeze(0).expand(z.shape[0], -1)  # F x N
+        base = b.mean.unsqueeze(0).expand(z.shape[0], -1).clone()  # F x N
+        h = torch.zeros(k, p, dtype=torch.float64)  # Cov(eta_P, beta | y_P)
         if k:
             phi_p = b.phi[p_ids]
-            a = phi_p @ b.cov @ phi_p.T + b.noise * torch.eye(k, dtype=torch.float64)
-            l_p = torch.linalg.cholesky(a)
-            g_p = torch.linalg.solve_triangular(l_p, phi_p @ b.cov, upper=False).T  # p x k
-            cov_p = b.cov - g_p @ g_p.T
-            base = base + (z_p @ (b.phi @ g_p).T)
-        sd_p = ((b.phi @ cov_p) * b.phi).sum(-1).clamp_min(0).sqrt()  # N
-        rows = torch.arange(b.phi.shape[0])
-        if self.prune:
+            t_p = b.tau2[p_ids]
+            kpp = phi_p @ b.cov @ phi_p.T + torch.diag(t_p) + b.noise * torch.eye(k)
+            l_p = torch.linalg.cholesky(kpp)
+            a = torch.linalg.solve_triangular(l_p, phi_p @ b.cov, upper=False)  # k x p
+            cov_p = b.cov - a.T @ a
+            base = base + z_p @ (b.phi @ a.T).T
+            w = torch.linalg.solve_triangular(l_p.T, z_p.T, upper=True)  # k x F
+            base[:, p_ids] += (t_p[:, None] * w).T
+            h = -t_p[:, None] * torch.linalg.solve_triangular(l_p.T, a, upper=True)
+        lin_p = ((b.phi @ cov_p) * b.phi).sum(-1).clamp_min(0)
+        sd_beta = lin_p.sqrt()  # bound on the increment of rows not in X
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[p_ids] = False  # pending rows are evaluated separately (they carry eta terms)
+        if self.prune and int(keep.sum()) > q_new + 1:
+            # any row outside X moves by at most r * sd_beta: the (q+1)-th best such lower bound
+            # is attained by a row that is not one of the q candidates, so it bounds the max
             r = z_x.norm(dim=1, keepdim=True)  # F x 1
-            lower = (base - r * sd_p).max(dim=1, keepdim=True).values  # F x 1
-            keep = ((base + r * sd_p) >= lower).any(dim=0)
-            keep[self.incumbent] = True
-            rows = keep.nonzero().squeeze(-1)
-        i0 = int((rows == self.incumbent).nonzero()[0, 0])
+            lb = (base - r * sd_beta).masked_fill(~keep, float("-inf"))  # pending: no bound
+            lower = lb.topk(q_new + 1, dim=1).values[:, -1:]  # F x 1
+            keep &= ((base + r * sd_beta) >= lower).any(dim=0)
+        rows = keep.nonzero().squeeze(-1)
+        pos = torch.full((n,), -1, dtype=torch.long)
+        pos[rows] = torch.arange(rows.numel())
         state = {
-            "z_x": z_x, "cov_p": cov_p, "rows": rows, "i0": i0,
+            "z_x": z_x, "cov_p": cov_p, "rows": rows, "pos": pos, "p_ids": p_ids,
+            "base": base,  # F x N
             "base_s": base[:, rows].T.contiguous(),  # S x F
             "phi_s": b.phi[rows],  # S x p
+            "phi_p_h": (b.phi[p_ids] @ cov_p + h) if k else None,  # k x p
         }
         self._cache[key] = state
         return state
@@ -155,25 +201,44 @@ class DiscreteKnowledgeGradient(AcquisitionFunction):
 
     # ------------------------------------------------------------------------------- forward
     def forward(self, X: Tensor) -> Tensor:
-        """``X``: ``b x q x 1`` ids -> ``[b]`` joint KG of ``X_pending + X``."""
+        """``X``: ``b x q x 1`` ids (distinct, not pending) -> ``[b]`` KG of ``X_pending + X``."""
         batch_shape = X.shape[:-2]
         ids = X[..., 0].round().long().reshape(-1, X.shape[-2])  # b x q
         q = ids.shape[1]
         st = self._state(q)
         bel = self.belief
-        phi_x = bel.phi[ids]  # b x q x p
-        w = phi_x @ st["cov_p"]  # b x q x p
-        a = w @ phi_x.transpose(-1, -2) + bel.noise * torch.eye(q, dtype=torch.float64)
-        l = torch.linalg.cholesky(a)
-        g = torch.linalg.solve_triangular(l, w, upper=False)  # b x q x p  (= G_X^T)
+        eye = torch.eye(q, dtype=torch.float64)
+        z_t = st["z_x"].T  # q x F
         s, f = st["base_s"].shape
         step = max(1, self.chunk_elements // max(1, s * f))
         out = []
         for lo in range(0, ids.shape[0], step):
-            inc = st["phi_s"] @ g[lo : lo + step].transpose(-1, -2)  # c x S x q
-            vals = st["base_s"] + inc @ st["z_x"].T  # c x S x F
-            best = vals.max(dim=1).values  # c x F
-            out.append((best - vals[:, st["i0"], :]).mean(dim=-1))
+            idc = ids[lo : lo + step]  # c x q
+            phi_x = bel.phi[idc]  # c x q x p
+            w = phi_x @ st["cov_p"]  # c x q x p
+            c_xx = w @ phi_x.transpose(-1, -2) + torch.diag_embed(bel.tau2[idc])
+            l = torch.linalg.cholesky(c_xx + bel.noise * eye)
+            g = torch.linalg.solve_triangular(l, w, upper=False)  # c x q x p  (L^-1 Phi Sigma_P)
+            # rows of the pruned set (masking the candidates themselves)
+            a = st["phi_s"] @ g.transpose(-1, -2)  # c x S x q
+            if q == 1:
+                vals = torch.addcmul(st["base_s"], a, z_t)  # c x S x F
+            else:
+                vals = st["base_s"] + a @ z_t
+            pos = st["pos"][idc]  # c x q: the candidates' own rows in S get their exact value
+            cc, jj = (pos >= 0).nonzero(as_tuple=True)
+            vals[cc, pos[cc, jj]] = float("-inf")
+            best = vals.amax(dim=1)  # c x F
+            # the candidates themselves: Cov(f(X), y_X) L^-T z
+            m_x = torch.linalg.solve_triangular(l, c_xx, upper=False).transpose(-1, -2)  # c q q
+            v_x = st["base"].T[idc] + m_x @ z_t  # c x q x F
+            best = torch.maximum(best, v_x.max(dim=1).values)
+            if st["phi_p_h"] is not None:  # pending rows: (phi_P Sigma_P + H) Phi_X^T L^-T z
+                c_px = st["phi_p_h"] @ phi_x.transpose(-1, -2)  # c x k x q
+                m_p = torch.linalg.solve_triangular(l, c_px.transpose(-1, -2), upper=False)
+                v_p = st["base"].T[st["p_ids"]] + m_p.transpose(-1, -2) @ z_t  # c x k x F
+                best = torch.maximum(best, v_p.max(dim=1).values)
+            out.append(best.mean(dim=-1) - self.best_mean)
         return torch.cat(out).reshape(batch_shape)
 
 
@@ -218,5 +283,6 @@ def kg_exact_q1(belief: PoolBelief, candidates: np.ndarray | Tensor) -> np.ndarr
     out = []
     for c in np.asarray(candidates, dtype=np.int64).reshape(-1):
         cov_xc = (belief.phi @ sc[c]).numpy()
+        cov_xc[c] += float(belief.tau2[c])
         out.append(kg_exact(mean, cov_xc / math.sqrt(float(cov_xc[c]) + belief.noise)))
     return np.asarray(out)

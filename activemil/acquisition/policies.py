@@ -45,6 +45,8 @@ class PolicySettings:
     bucb_noise: float = 0.1  # hallucinated noise / prior variance for BUCB
     num_fantasies: int = 128  # KG fantasies (antithetic Sobol)
     rescale: bool = True  # KG belief: rescale variances to LOO coverage
+    noise_share: float = 0.25  # KG: share of unexplained residual variance that is noise
+    candidate_error: bool = True  # KG: per-candidate error term from the calibrated intervals
 
 
 def priority(n: int, seed: int) -> np.ndarray:
@@ -157,15 +159,20 @@ def botorch_policy(
     pend_x = (torch.as_tensor(pending, dtype=torch.float64).unsqueeze(-1)
               if len(pending) else None)
     if policy == "kg":
-        belief = PoolBelief.from_tables(t, rescale=s.rescale)
+        belief = PoolBelief.from_tables(t, rescale=s.rescale, noise_share=s.noise_share,
+                                        candidate_error=s.candidate_error)
         model = MILModel(belief.mean.unsqueeze(0))  # the belief mean as a one-particle model
         acqf = DiscreteKnowledgeGradient(
             model, belief, num_fantasies=s.num_fantasies, seed=seed, X_pending=pend_x
         )
         b = belief.belief
+        lin_sd = float(((belief.phi @ b.cov) * belief.phi).sum(-1).clamp_min(0).sqrt().median())
+        eta_sd = float(belief.tau2.sqrt().median())
         notes.append(
             f"kg: linear embedding belief fitted on {len(t.train_residual)} out-of-fold "
-            f"residuals (noise sd {np.sqrt(b.noise):.3g}, coverage rescale x{b.scale:.2f}), "
+            f"residuals (residual sd {np.sqrt(b.noise):.3g}, coverage rescale x{b.scale:.2f}, "
+            f"median embedding sd {lin_sd:.3g}, median candidate-specific sd {eta_sd:.3g}, "
+            f"noise sd {np.sqrt(belief.noise):.3g}), "
             f"{acqf.num_fantasies} antithetic Sobol fantasies, inner argmax pruned to "
             f"{acqf.inner_size} of {t.n} candidates"
         )

@@ -286,16 +286,29 @@ def propose(
 
     t = Table(title=f"Batch {res.batch} (round {res.round}, {res.mode}"
               f"{'' if res.mode != 'model' else ', ' + res.policy})")
-    for c in ("rank", "id", "predicted", "interval", "acquisition"):
-        t.add_column(c, justify="right" if c in ("rank", "predicted", "acquisition") else "left",
-                     no_wrap=True)
-    t.add_column("top sites", overflow="ellipsis", no_wrap=True, max_width=48)
+    rows = []
     for _, r in res.table.iterrows():
         interval = "" if _fmt(r["lo"]) == "" else f"[{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
-        t.add_row(str(r["rank"]), str(r["id"]), _fmt(r["median"]), interval,
-                  _fmt(r["acquisition"]), str(r.get("top_sites") or ""))
+        rows.append((str(r["rank"]), str(r["id"]), _fmt(r["median"]), interval,
+                     _fmt(r["acquisition"]), str(r.get("top_sites") or "")))
+    used = 0
+    for k, c in enumerate(("rank", "id", "predicted", "interval", "acquisition")):
+        width = max([len(c)] + [len(row[k]) for row in rows])  # never truncate these
+        used += width + 3
+        t.add_column(c, justify="right" if c in ("rank", "predicted", "acquisition") else "left",
+                     no_wrap=True, min_width=width)
     con = _console()
+    room = min(60, con.width - used - 4)
+    has_sites = any(row[5] for row in rows)
+    inline = has_sites and room >= 16  # else listed below the table
+    if inline:
+        t.add_column("top sites", overflow="ellipsis", no_wrap=True, max_width=room)
+    for row in rows:
+        t.add_row(*(row if inline else row[:5]))
     con.print(t)
+    if has_sites and not inline:
+        for row in rows:
+            con.print(f"top sites of {row[1]}: {row[5]}", markup=False)
     for n in res.notes:
         con.print(f"note: {n}", markup=False)
     con.print(f"Lab sheet: {res.sheet}", markup=False)

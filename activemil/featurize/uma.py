@@ -138,9 +138,15 @@ def _read_sphere_channels(path: Path) -> int:
     """Backbone ``sphere_channels`` from the checkpoint config (memory-mapped, no weights read)."""
     import torch
 
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
-    cfg = ckpt.model_config if hasattr(ckpt, "model_config") else ckpt["model_config"]
-    return int(cfg["backbone"].get("sphere_channels", 128))
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
+        cfg = ckpt.model_config if hasattr(ckpt, "model_config") else ckpt["model_config"]
+        return int(cfg["backbone"].get("sphere_channels", 128))
+    except Exception as err:
+        raise InputError(
+            f"UMA checkpoint {str(path)!r} has no readable model config ({type(err).__name__}); "
+            "pass a fairchem UMA inference checkpoint (.pt)."
+        ) from err
 
 
 class UMAEncoder(Encoder):

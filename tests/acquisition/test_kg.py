@@ -44,7 +44,9 @@ def test_kg_exact_two_lines_and_brute_force() -> None:
 
 
 def _belief(tables, fixed: bool = True) -> PoolBelief:
-    kw = {"prior_var": PRIOR_VAR, "noise": NOISE, "rescale": False} if fixed else {}
+    kw = {"prior_var": PRIOR_VAR, "noise": NOISE, "rescale": False, "candidate_error": False}
+    if not fixed:
+        kw = {}
     return PoolBelief.from_tables(tables, **kw)
 
 
@@ -149,3 +151,91 @@ def test_kg_without_residuals_is_a_clear_error() -> None:
     t = replace(make_tables(n=30, n_train=5), train_embedding=None, train_residual=None)
     with pytest.raises(InputError, match="out-of-fold"):
         PoolBelief.from_tables(t)
+
+
+# ------------------------------------------------------------- belief with candidate-specific error
+@pytest.fixture(scope="module")
+def eta_small():
+    """Flat medians (0.1x) with the original interval widths: tau2 > 0 and KG clearly > 0."""
+    from dataclasses import replace
+
+    t = make_tables(n=60, m=3, d=4, n_train=15, seed=3)
+
+    def squash(q):
+        med = q[..., 4:5]
+        return 0.1 * med + 1.5 * (q - med)
+
+    return replace(t, quantiles=squash(t.quantiles), member_quantiles=squash(t.member_quantiles))
+
+
+def _eta_belief(tables) -> PoolBelief:
+    return PoolBelief.from_tables(tables, prior_var=PRIOR_VAR, noise=NOISE, rescale=False,
+                                  noise_share=0.5)
+
+
+def test_candidate_error_belief_q1_exact_and_pruning(eta_small) -> None:
+    small = eta_small
+    belief = _eta_belief(small)
+    assert float(belief.tau2.max()) > 0 and belief.noise == pytest.approx(0.5 * NOISE)
+    ids = torch.arange(small.n, dtype=torch.float64).view(-1, 1, 1)
+    exact = kg_exact_q1(belief, np.arange(small.n))
+    got = _kg(belief, f=2048)(ids).numpy()
+    assert np.abs(got - exact).max() < 0.03 * exact.max() + 1e-6
+    full = _kg(belief, f=2048, prune=False)(ids).numpy()
+    np.testing.assert_allclose(got, full, rtol=0, atol=1e-12)
+    pend = torch.tensor([[3.0], [8.0]])
+    np.testing.assert_allclose(_kg(belief, pending=pend, f=256)(ids).numpy(),
+                               _kg(belief, pending=pend, f=256, prune=False)(ids).numpy(),
+                               rtol=0, atol=1e-12)
+
+
+def _botorch_eta_gp(tables, belief: PoolBelief):
+    """GP on [phi, candidate index]: LinearKernel(phi) + diagonal IndexKernel(tau2), fixed noise."""
+    from gpytorch.kernels import AdditiveKernel, IndexKernel
+
+    fmap = FeatureMap.fit(tables.embedding)
+    p = belief.phi.shape[1]
+    n, n_train = tables.n, len(tables.train_residual)
+    x_pool = torch.cat([fmap(tables.embedding), torch.arange(n, dtype=torch.float64)[:, None]], 1)
+    x_train = torch.cat([fmap(tables.train_embedding),
+                         torch.arange(n, n + n_train, dtype=torch.float64)[:, None]], 1)
+    lin = LinearKernel(active_dims=torch.arange(p))
+    lin.variance = PRIOR_VAR
+    idx = IndexKernel(num_tasks=n + n_train, rank=1, active_dims=torch.tensor([p]))
+    idx.covar_factor.data.zero_()
+    idx.var = torch.cat([belief.tau2, torch.full((n_train,), 1e-12, dtype=torch.float64)])
+    y = torch.as_tensor(tables.train_residual).unsqueeze(-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gp = SingleTaskGP(x_train, y, train_Yvar=torch.full_like(y, NOISE),
+                          covar_module=AdditiveKernel(lin, idx), mean_module=ZeroMean(),
+                          outcome_transform=None)
+    gp.eval()
+    return gp, x_pool
+
+
+@pytest.mark.parametrize("pending, batch", [((), (32,)), ((31,), (32,)), ((31, 40), (32, 27))])
+def test_candidate_error_belief_matches_botorch_fantasize(eta_small, pending, batch) -> None:
+    small = eta_small
+    belief = _eta_belief(small)
+    gp, x_pool = _botorch_eta_gp(small, belief)
+    med = torch.as_tensor(small.median)
+    joint = list(pending) + list(batch)
+    f = 4096
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post0 = gp.posterior(x_pool)
+        torch.testing.assert_close(post0.mean.squeeze(-1) + med, belief.mean, rtol=0, atol=1e-7)
+        torch.testing.assert_close(post0.variance.squeeze(-1).sqrt(), belief.sd, rtol=0,
+                                   atol=1e-7)
+        sampler = SobolQMCNormalSampler(sample_shape=torch.Size([f]), seed=5)
+        fant = gp.fantasize(x_pool[joint], sampler=sampler,
+                            observation_noise=torch.full((len(joint), 1), belief.noise,
+                                                         dtype=torch.float64))
+        mu_f = fant.posterior(x_pool).mean.squeeze(-1) + med
+    per = mu_f.max(dim=-1).values - post0.mean.squeeze(-1).add(med).max()
+    ref, se = float(per.mean()), float(per.std() / np.sqrt(f))
+    pend = torch.tensor([[float(p)] for p in pending]) if pending else None
+    mine = float(_kg(belief, pending=pend, f=f)(torch.tensor([[[float(b)] for b in batch]])))
+    assert ref > 1e-3
+    assert abs(mine - ref) < 4 * se + 0.02 * ref, (mine, ref, se)

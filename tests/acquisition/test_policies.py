@@ -149,8 +149,13 @@ def test_kg_conditions_on_pending() -> None:
 
 def test_kg_says_when_it_cannot_resolve_anything() -> None:
     t = make_tables(n_train=12, seed=1)  # evidence finds ~no learnable residual structure
-    df = propose_from_tables(t, 2, "kg", exclude=_measured(t))
+    # the pure linear belief is then certain about the incumbent: KG is 0 everywhere
+    df = propose_from_tables(t, 2, "kg", exclude=_measured(t), candidate_error=False)
     assert any("MC resolution" in n for n in df.attrs["notes"])
+    # the candidate-specific error term (from the calibrated intervals) keeps KG informative
+    df = propose_from_tables(t, 2, "kg", exclude=_measured(t))
+    assert not any("MC resolution" in n for n in df.attrs["notes"])
+    assert df["acquisition"].iloc[0] > 0
 
 
 def test_ties_are_broken_by_the_seed(tables) -> None:

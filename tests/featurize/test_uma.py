@@ -171,3 +171,6 @@ def test_unloadable_checkpoint_is_one_sentence(tmp_path):
     with pytest.raises(InputError, match="could not be loaded") as err:
         uma.UMAEncoder(bad).encode(FCC111Recipe(size=(4, 4, 3)).build(COMP), ELEMENTS)
     assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="no readable model config") as err:
+        uma.UMAEncoder(bad).dim(FCC111Recipe(), ELEMENTS)
+    assert one_sentence(str(err.value))
