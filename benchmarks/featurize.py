@@ -173,7 +173,12 @@ def main(argv: list[str] | None = None) -> None:
                 path = os.path.join(tmp.name, f"random-uma-{args.uma_size}.pt")
                 code = ("from activemil.featurize.uma import write_random_uma_checkpoint as w; "
                         f"w({path!r}, **{UMA_SIZES[args.uma_size]!r})")
-                subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+                made = subprocess.run([sys.executable, "-c", code], check=False,
+                                      capture_output=True, text=True)
+                if made.returncode != 0:
+                    sys.stderr.write(made.stderr[-2000:])
+                    notes.append("uma: skipped, writing the random checkpoint failed (above)")
+                    continue
                 settings = {"checkpoint": path}
                 label = f"uma({args.uma_size}, random)"
                 notes.append(f"uma: randomly initialised UMA-architecture backbone "

@@ -137,6 +137,7 @@ class DiscreteKnowledgeGradient(AcquisitionFunction):
         self.prune = prune
         self.chunk_elements = int(chunk_elements)
         self.best_mean = float(belief.mean.max())
+        self._tol = 1e-12 * (abs(self.best_mean) + float(belief.mean.abs().max()) + 1e-300)
         self._cache: dict = {}
         self.set_X_pending(X_pending)
 
@@ -238,8 +239,10 @@ class DiscreteKnowledgeGradient(AcquisitionFunction):
                 m_p = torch.linalg.solve_triangular(l, c_px.transpose(-1, -2), upper=False)
                 v_p = st["base"].T[st["p_ids"]] + m_p.transpose(-1, -2) @ z_t  # c x k x F
                 best = torch.maximum(best, v_p.max(dim=1).values)
-            out.append(best.mean(dim=-1) - self.best_mean)
-        return torch.cat(out).reshape(batch_shape)
+            out.append((best - self.best_mean).mean(dim=-1))
+        kg = torch.cat(out)
+        kg = kg.masked_fill(kg.abs() <= self._tol, 0.0)  # rounding noise of an exact zero
+        return kg.reshape(batch_shape)
 
 
 def kg_exact(a: np.ndarray, b: np.ndarray) -> float:

@@ -231,21 +231,36 @@ def _f(x: object) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _model_batch(
+@dataclass
+class FittedContext:
+    """A surrogate fitted on a campaign's measurements, with the pool's bags.
+
+    Attributes:
+        model: the fitted surrogate. bags: bags of ``pool`` (row order kept). pool: the design
+        space's pool plus measured off-grid points. index: id -> row. extra: off-grid ids.
+        model_key: content hash of data + settings (the model's provenance).
+        recipe: the campaign's recipe object.
+    """
+
+    model: object
+    bags: object
+    pool: CandidatePool
+    index: dict[str, int]
+    extra: list[str]
+    model_key: str
+    recipe: object
+
+
+def fit_campaign_surrogate(
     campaign: Campaign,
-    state: CampaignState,
     pool: CandidatePool,
     obs: pd.DataFrame,
-    q: int,
-    policy: str,
-    alpha: float,
-    seed: int,
     kind: str,
     progress: bool,
     say: Callable[[str], None],
-) -> tuple[pd.DataFrame, list[str]]:
+) -> FittedContext:
+    """Featurize the pool (cached) and fit, or reload, the surrogate on the measurements."""
     try:
-        from activemil.acquisition import propose_batch
         from activemil.featurize import featurize_pool, get_encoder
         from activemil.structures import get_recipe
         from activemil.surrogates import make_surrogate
@@ -274,7 +289,8 @@ def _model_batch(
     features_dir.mkdir(parents=True, exist_ok=True)
     bags = featurize_pool(
         full, recipe, encoder, seed=int(feat.get("seed", 0)), n_sites=feat.get("n_sites"),
-        mode=feat.get("mode", "sampled"), cache_dir=features_dir, jobs=1, progress=progress,
+        mode=feat.get("mode", "sampled"), cache_dir=features_dir,
+        jobs=int(feat.get("jobs", 1)), progress=progress,
     )
     index = {cid: i for i, cid in enumerate(bags.ids)}
     train_rows = np.array([index[i] for i in obs["id"]], dtype=np.int64)
@@ -296,6 +312,27 @@ def _model_batch(
             {"kind": kind, "n_train": len(y), "ids": list(obs["id"])}).encode())
     else:
         say(f"Reusing the {kind} surrogate fitted on the same {len(y)} measurements.")
+    return FittedContext(model, bags, full, index, extra, key, recipe)
+
+
+def _model_batch(
+    campaign: Campaign,
+    state: CampaignState,
+    pool: CandidatePool,
+    obs: pd.DataFrame,
+    q: int,
+    policy: str,
+    alpha: float,
+    seed: int,
+    kind: str,
+    progress: bool,
+    say: Callable[[str], None],
+) -> tuple[pd.DataFrame, list[str]]:
+    from activemil.acquisition import propose_batch
+
+    ctx = fit_campaign_surrogate(campaign, pool, obs, kind, progress, say)
+    model, bags, full, index, extra = ctx.model, ctx.bags, ctx.pool, ctx.index, ctx.extra
+    elements = campaign.elements
     say(f"Choosing {q} candidates with {policy} ...")
     exclude = tuple(sorted(set(state.closed_ids) | set(extra)))
     pending = tuple(state.in_flight_ids)

@@ -505,6 +505,41 @@ def sheet(
     _notices(camp)
     _console().print(f"Wrote {path}.")
 
+# ------------------------------------------------------------------------- hypotheses
+@app.command()
+def hypotheses(
+    directory: Path = typer.Argument(..., help="Campaign directory."),
+    top: int = typer.Option(8, "--top", help="Number of candidates to explain."),
+    source: str = typer.Option(
+        "auto", "--from", help="proposed (latest batch), best (best predicted unmeasured) or "
+        "auto (latest batch if any, else best)."
+    ),
+    fmt: str = typer.Option("md", "--format", help="md (with PNG pictures), json or csv."),
+    output: Path = typer.Option(None, "-o", "--output", help="Output file (default: "
+                                "DIR/hypotheses.<format>)."),
+    top_sites: int = typer.Option(5, "--top-sites", help="Attended sites listed per record."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random-occlusion control."),
+) -> None:
+    """Export attention-guided, occlusion-checked synthesis hypotheses.
+
+    Example: activemil hypotheses my-campaign --top 8 -o hypotheses.md
+    """
+    from activemil.hypotheses.campaign import campaign_hypotheses
+
+    camp = _open(directory)
+    err = _console(stderr=True)
+    out = output or (Path(directory) / f"hypotheses.{fmt}")
+    hyps, path = campaign_hypotheses(
+        camp, top=top, source=source, output=out, fmt=fmt, top_sites=top_sites, seed=seed,
+        progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
+    )
+    con = _console()
+    for h in hyps:
+        con.print(f"{h.candidate_id}: {h.statement}", markup=False)
+        for w in h.warnings:
+            con.print(f"  warning: {w}", markup=False)
+    con.print(f"Wrote {len(hyps)} hypotheses to {path}.", markup=False)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -101,11 +101,13 @@ def expected_environments(
     n_draws: int = 4096,
     seed: int = 0,
 ) -> tuple[list[str], list[np.ndarray], np.ndarray]:
-    """The ``k`` most probable distinct site environments of ``composition``.
+    """The ``k // n_kinds`` most probable distinct environments of each site kind.
 
-    Returns ``(kinds [k'], counts: list of int64 [n_zones(kind)*E], probability [k'])`` where
-    the probability is exact under independent-multinomial zones (kinds equally likely) and
-    ``k' <= k``. Probabilities are not renormalised (their sum says how much mass the bag covers).
+    Returns ``(kinds [k'], counts: list of int64 [n_zones(kind)*E], weight [k'])``. Within a kind
+    environments are ranked by their exact probability under independent-multinomial zones; the
+    weights are those probabilities renormalised so that every kind keeps its share
+    ``1/n_kinds`` of the bag (high-entropy kinds such as fcc hollows, whose most probable
+    environments carry little mass each, are not crowded out). Weights sum to 1.
     """
     x = np.array([composition.get(el, 0.0) for el in elements], np.float64)
     x = x / x.sum()
@@ -113,29 +115,28 @@ def expected_environments(
     rng = np.random.default_rng(seed)
     kinds_out: list[str] = []
     counts_out: list[np.ndarray] = []
-    logp_out: list[float] = []
-    per_kind = max(1, n_draws // len(recipe.site_kinds))
-    log_pkind = -np.log(len(recipe.site_kinds))
+    prob_out: list[float] = []
+    n_kinds = len(recipe.site_kinds)
+    per_kind = max(1, n_draws // n_kinds)
+    k_kind = max(1, k // n_kinds)
     for kind in recipe.site_kinds:
         sizes = [size for _, size in recipe.zone_layout[kind]]
         blocks = [rng.multinomial(size, x, size=per_kind) for size in sizes]
         draws = np.concatenate(blocks, axis=1)
         uniq = np.unique(draws, axis=0)
-        logp = np.full(len(uniq), log_pkind)
+        logp = np.zeros(len(uniq))
         col = 0
         for size in sizes:
             logp += _log_multinomial(uniq[:, col : col + len(elements)], log_x)
             col += len(elements)
-        kinds_out.extend([kind] * len(uniq))
-        counts_out.extend(uniq)
-        logp_out.extend(logp)
-    logp_arr = np.asarray(logp_out)
-    order = np.lexsort((np.arange(len(logp_arr)), -logp_arr))[:k]
-    return (
-        [kinds_out[i] for i in order],
-        [np.asarray(counts_out[i], np.int64) for i in order],
-        np.exp(logp_arr[order]),
-    )
+        order = np.lexsort((np.arange(len(logp)), -logp))[:k_kind]
+        p = np.exp(logp[order])
+        # each kind keeps its share 1/n_kinds of the bag's mass, whatever its entropy
+        p = p / p.sum() / n_kinds
+        kinds_out.extend([kind] * len(order))
+        counts_out.extend(np.asarray(uniq[i], np.int64) for i in order)
+        prob_out.extend(p)
+    return kinds_out, counts_out, np.asarray(prob_out)
 
 
 register_encoder("zones", ZonesEncoder)

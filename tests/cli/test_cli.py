@@ -16,7 +16,9 @@ from activemil import __version__
 from activemil.cli.app import app
 
 runner = CliRunner()
-COMMANDS = ("init", "propose", "submit", "abandon", "ingest", "status", "export", "sheet")
+COMMANDS = (
+    "init", "propose", "submit", "abandon", "ingest", "status", "export", "sheet", "hypotheses",
+)
 
 
 def run(*args: str, ok: bool = True):
@@ -204,3 +206,9 @@ def test_round_trip_with_real_surrogate(tmp_path):
         assert len(qs) == 9 and qs == sorted(qs)
         assert e["lo"] <= e["median"] <= e["hi"] and e["acquisition"] is not None
     assert list((d / "derived" / "models").iterdir())
+    # hypotheses for the latest batch reuse the fitted model and render with pictures
+    out = run("hypotheses", d, "--top", "2", "-o", tmp_path / "h.md").output
+    assert "Wrote 2 hypotheses" in out and "measured compositions back the model" in out
+    text = (tmp_path / "h.md").read_text()
+    assert text.count("![") == 4 and all(i in text for i in second[:2])
+    assert len(list((tmp_path / "h_files").glob("*.png"))) == 4

@@ -72,9 +72,21 @@ def test_expected_environments_are_exact_probabilities():
     )
     # with enough draws every on-top environment of a binary appears:
     # 1+6+3+3 atoms -> (2)(7)(4)(4) = 224 distinct count vectors, total probability 1/2
-    assert kinds.count("ontop") == 224
-    assert p[[i for i, k in enumerate(kinds) if k == "ontop"]].sum() == pytest.approx(0.5)
-    assert np.all(np.diff(p) <= 1e-15)
+    on = [i for i, k in enumerate(kinds) if k == "ontop"]
+    assert len(on) == 224
+    assert p[on].sum() == pytest.approx(0.5) and p.sum() == pytest.approx(1.0)
+    assert np.all(np.diff(p[on]) <= 1e-15)
+    # all on-top environments found: the weights are the exact probabilities
+    # (here: site Ag, 1A all Ag, ... has probability 0.5**13, times p(kind)=1/2)
+    assert p[on].min() == pytest.approx(0.5**13 * 0.5, rel=1e-9)
+
+
+def test_expected_bags_keep_each_site_kind():
+    recipe = get_recipe("fcc111")
+    comp = {"Ag": 0.2, "Ir": 0.2, "Pd": 0.2, "Pt": 0.2, "Ru": 0.2}
+    kinds, counts, p = expected_environments(recipe, comp, list(ELEMENTS), k=64)
+    assert kinds.count("ontop") == kinds.count("fcc") == 32
+    assert p[[i for i, k in enumerate(kinds) if k == "fcc"]].sum() == pytest.approx(0.5)
 
 
 def test_expected_bags_need_zones_encoder(pool):
