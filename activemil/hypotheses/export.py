@@ -111,18 +111,20 @@ def to_markdown(
         lines.append(f"- attention concentration: {h.attention_concentration:.2f}x")
         o = h.occlusion
         lines.append(
-            f"- occlusion: dropping the top {o['k']} sites shifts the median by "
+            f"- occlusion: dropping the top {o['k']} sites (by {o.get('ranked_by', 'attention')}) "
+            f"shifts the median by "
             f"{o['shift_top_k']:.3g}; k random sites by {o['shift_random_mean']:.3g} "
             f"± {o['shift_random_sd']:.3g} (ratio {o['ratio']:.2f})"
         )
         for w in h.warnings:
             lines.append(f"- ⚠ {w}")
         lines.append("")
-        lines.append("| rank | site | kind | attention | centre | zones |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| rank | site | kind | attention | contribution | centre | zones |")
+        lines.append("|---|---|---|---|---|---|---|")
         for s in h.top_sites:
+            contrib = "-" if s.contribution is None else f"{s.contribution:+.4g}"
             lines.append(f"| {s.rank} | {s.site_index} | {s.kind} | {s.attention:.3f} | "
-                         f"{'-'.join(s.centre)} | {_fmt_zones(s.zones)} |")
+                         f"{contrib} | {'-'.join(s.centre)} | {_fmt_zones(s.zones)} |")
         lines.append("")
         lines.append("| element | attended share | base share | ratio |")
         lines.append("|---|---|---|---|")

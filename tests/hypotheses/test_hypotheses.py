@@ -121,3 +121,15 @@ def test_concentration_and_recall_definitions():
     assert attention_concentration(w, w, mask) == pytest.approx(1.0)
     r = attention_recall(np.array([0.5, 0.3, 0.1, 0.1]), np.array([2.0, 0.0, 1.0, 0.5]), ks=(1, 3))
     assert r["recall@1"] == 1.0 and r["recall@3"] == pytest.approx(2 / 3)
+
+
+def test_conjunctive_surrogate_ranks_sites_by_contribution(campaign):
+    space, pool, recipe, bags, y, _ = campaign
+    model = MILRegressor(pooling="conjunctive", seed=0, **FAST).fit(bags, y)
+    pred = model.predict(bags)
+    h = build_hypotheses(model, bags, pool, ["Ag30Pd40Pt30"], recipe, step=space.step,
+                         top_sites=3, prediction=pred)[0]
+    row = pool.index("Ag30Pd40Pt30")
+    best = np.sort(pred.contributions[row])[::-1][:3]
+    np.testing.assert_allclose([s.contribution for s in h.top_sites], best)
+    assert h.occlusion["ranked_by"].startswith("contribution")
