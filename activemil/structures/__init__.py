@@ -11,9 +11,13 @@ from activemil.structures.base import (
     register_recipe,
 )
 from activemil.structures.fcc111 import FCC111Recipe, vegard_lattice_constant
+from activemil.structures.oxide import CationSublatticeOxideRecipe
+from activemil.structures.oxyhydroxide import OxyhydroxideRecipe
 
 __all__ = [
+    "CationSublatticeOxideRecipe",
     "FCC111Recipe",
+    "OxyhydroxideRecipe",
     "Recipe",
     "Site",
     "Surface",

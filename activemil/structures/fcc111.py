@@ -80,9 +80,9 @@ class FCC111Recipe(Recipe):
 
     def __init__(self, size: tuple[int, int, int] = (6, 6, 4), vacuum: float = 10.0) -> None:
         nx, ny, nl = (int(v) for v in size)
-        if nx < 3 or ny < 3 or nl < 3:
+        if nx < 4 or ny < 4 or nl < 3:
             raise InputError(
-                f"fcc111 size {size} is too small; zones need at least 3x3 atoms and 3 layers."
+                f"fcc111 size {size} is too small; zones need at least 4x4 atoms and 3 layers."
             )
         self.size = (nx, ny, nl)
         self.vacuum = float(vacuum)

@@ -72,4 +72,4 @@ def test_unknown_recipe_and_bad_size():
     with pytest.raises(InputError, match="Unknown recipe 'bcc110'"):
         get_recipe("bcc110")
     with pytest.raises(InputError, match="too small"):
-        get_recipe("fcc111", size=(2, 2, 4))
+        get_recipe("fcc111", size=(3, 3, 4))
