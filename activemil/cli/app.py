@@ -181,6 +181,17 @@ def init(
         None, "--surrogate-options", help="Surrogate settings passed to make_surrogate, e.g. "
         "n_members=3,n_folds=5."
     ),
+    uma_checkpoint: Path = typer.Option(
+        None, "--uma-checkpoint", help="Path to a licensed UMA checkpoint (--encoder uma)."
+    ),
+    bag_mode: str = typer.Option(
+        "sampled", "--bag-mode", help="sampled (sites of one random surface) or expected "
+        "(most probable site environments, weighted; zones encoder only)."
+    ),
+    n_sites: int = typer.Option(
+        None, "--n-sites", help="Sites per bag (default: all sites of the surface; 64 for "
+        "expected bags)."
+    ),
 ) -> None:
     """Create a campaign directory (campaign.json + an empty event log).
 
@@ -210,6 +221,25 @@ def init(
         raise InputError(
             f"Unknown encoder {encoder!r}; choose one of {', '.join(known_encoders)}."
         )
+    encoder_settings: dict[str, Any] = {}
+    if encoder == "uma":
+        if uma_checkpoint is None:
+            raise InputError(
+                "The uma encoder needs a checkpoint: pass --uma-checkpoint PATH to a licensed "
+                "UMA checkpoint file (or use --encoder chgnet)."
+            )
+        from activemil.featurize import get_encoder
+
+        get_encoder("uma", checkpoint=str(uma_checkpoint))  # fails early and clearly
+        encoder_settings["checkpoint"] = str(Path(uma_checkpoint).resolve())
+    elif uma_checkpoint is not None:
+        raise InputError("--uma-checkpoint only applies to --encoder uma; drop it or switch.")
+    if bag_mode not in ("sampled", "expected"):
+        raise InputError(f"Unknown --bag-mode {bag_mode!r}; use sampled or expected.")
+    if bag_mode == "expected" and encoder != "zones":
+        raise InputError("--bag-mode expected needs --encoder zones; use --bag-mode sampled.")
+    if n_sites is not None and n_sites < 1:
+        raise InputError(f"--n-sites must be at least 1, not {n_sites}.")
     space = DesignSpace(
         elements=tuple(e for e in elements.replace(" ", "").split(",") if e),
         step=step,
@@ -230,7 +260,8 @@ def init(
         )
     camp = Campaign.create(
         directory, space, target=target, maximize=maximize, unit=unit, recipe=recipe,
-        encoder=encoder,
+        encoder=encoder, encoder_settings=encoder_settings,
+        featurize={"mode": bag_mode, "n_sites": n_sites, "seed": 0},
         surrogate={"kind": surrogate, "min_train": min_train,
                    "settings": _options(surrogate_options, "--surrogate-options")},
         acquisition={"policy": acquisition},

@@ -212,3 +212,17 @@ def test_round_trip_with_real_surrogate(tmp_path):
     text = (tmp_path / "h.md").read_text()
     assert text.count("![") == 4 and all(i in text for i in second[:2])
     assert len(list((tmp_path / "h_files").glob("*.png"))) == 4
+
+
+def test_init_featurize_and_uma_options(tmp_path):
+    d = tmp_path / "u"
+    res = run("init", d, "--elements", "Ag,Pd", "--target", "a", "--maximize", "--encoder",
+              "uma", ok=False)
+    assert res.exit_code == 2 and "--uma-checkpoint" in res.output
+    res = run("init", d, "--elements", "Ag,Pd", "--target", "a", "--maximize", "--encoder",
+              "uma", "--uma-checkpoint", tmp_path / "missing.pt", ok=False)
+    assert res.exit_code == 2 and not (d / "campaign.json").exists()
+    run("init", d, "--elements", "Ag,Pd", "--target", "a", "--maximize", "--bag-mode",
+        "expected", "--n-sites", "32")
+    cfg = json.loads((d / "campaign.json").read_text())
+    assert cfg["featurize"]["mode"] == "expected" and cfg["featurize"]["n_sites"] == 32
