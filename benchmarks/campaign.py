@@ -60,18 +60,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-sites", type=int, default=None, help="sites per bag (default all; 24 quick)")
     ap.add_argument("--settings", default=None,
                     help='JSON surrogate settings, e.g. \'{"mil": {"n_members": 1}}\'')
+    ap.add_argument("--kg-shortlist", type=int, default=1000,
+                    help="KG evaluated on the top-k candidates by conformal UCB (0 = automatic; "
+                         "KG over the full 10k-row pool needed ~10 GB RAM per process)")
     ap.add_argument("--quick", action="store_true", help="small, fast configuration")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(1)
-    from activemil.simulate import Scenario, build_bags, simulate, summary_markdown
+    from activemil.simulate import Scenario, build_bags, make_strategy, simulate, summary_markdown
 
     seeds = args.seeds if args.seeds is not None else (3 if args.quick else 10)
     n_sites = args.n_sites if args.n_sites is not None else (24 if args.quick else None)
     settings = json.loads(args.settings) if args.settings else (QUICK_SETTINGS if args.quick else {})
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    strategies = [
+        make_strategy(n, settings, policy_kw={"shortlist": args.kg_shortlist}
+                      if n.endswith("-kg") and args.kg_shortlist > 0 else None)
+        for n in names
+    ]
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     command = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
@@ -83,13 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         f"- command: `{command}`",
         (f"- seeds {seeds}, rounds {args.rounds}, budget {args.budget}, init "
          f"{args.init if args.init is not None else args.budget}, sites per bag "
-         f"{n_sites or 'all'}, surrogate settings {json.dumps(settings) or '{}'}\n"),
+         f"{n_sites or 'all'}, surrogate settings {json.dumps(settings) or '{}'}, KG shortlist "
+         f"{args.kg_shortlist or 'automatic'}\n"),
     ]
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         sc = Scenario.from_dataset(name)
         t0 = time.perf_counter()
         bags = None
-        if any(s != "random" for s in strategies):
+        if any(s.needs_features for s in strategies):
             bags = build_bags(sc, n_sites=n_sites, jobs=args.jobs,
                               cache_dir=out / "feature-cache")
         t_feat = time.perf_counter() - t0
