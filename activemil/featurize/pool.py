@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-import multiprocessing as mp
 import numpy as np
 
 from activemil.errors import InputError

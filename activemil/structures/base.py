@@ -96,6 +96,19 @@ def random_occupancy(composition: Mapping[str, float], n_sites: int, seed: int) 
     return [symbols[i] for i in rng.permutation(n_sites)]
 
 
+def occupy_sublattice(
+    template: Atoms, indices: Sequence[int] | np.ndarray, composition: Mapping[str, float],
+    seed: int,
+) -> Atoms:
+    """Copy of ``template`` with the atoms at ``indices`` (one sublattice, e.g. the cations)
+    shuffled to exact integer counts of ``composition``; other atoms are kept."""
+    atoms = template.copy()
+    symbols = np.asarray(atoms.get_chemical_symbols(), dtype=object)
+    symbols[np.asarray(indices)] = random_occupancy(composition, len(indices), seed)
+    atoms.set_chemical_symbols(list(symbols))
+    return atoms
+
+
 class Recipe(ABC):
     """Builds surfaces for compositions. Subclass it and :func:`register_recipe` your own."""
 

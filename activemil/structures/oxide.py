@@ -37,7 +37,7 @@ from activemil.structures.base import (
     Site,
     Surface,
     lateral_displacements,
-    random_occupancy,
+    occupy_sublattice,
     register_recipe,
 )
 
@@ -217,10 +217,7 @@ class CationSublatticeOxideRecipe(Recipe):
         """Slab with the cations shuffled to exact integer counts of ``composition``."""
         self.check_elements(composition)
         slab, cations, sites = self._geometry(self.lattice(composition))
-        atoms = slab.copy()
-        symbols = np.asarray(atoms.get_chemical_symbols(), dtype=object)
-        symbols[cations] = random_occupancy(composition, len(cations), seed)
-        atoms.set_chemical_symbols(list(symbols))
+        atoms = occupy_sublattice(slab, cations, composition, seed)
         return Surface(atoms=atoms, sites=sites, recipe=self.name,
                        composition=dict(composition), seed=int(seed),
                        zone_layout=self.zone_layout)

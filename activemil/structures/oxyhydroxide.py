@@ -33,7 +33,7 @@ from activemil.structures.base import (
     Recipe,
     Site,
     Surface,
-    random_occupancy,
+    occupy_sublattice,
     register_recipe,
 )
 from activemil.structures.oxide import check_cation_elements, lateral_distances, pick_shell
@@ -139,10 +139,7 @@ class OxyhydroxideRecipe(Recipe):
         """Slab with the metal sites shuffled to exact integer counts of ``composition``."""
         self.check_elements(composition)
         slab, metals, sites = self._geometry()
-        atoms = slab.copy()
-        symbols = np.asarray(atoms.get_chemical_symbols(), dtype=object)
-        symbols[metals] = random_occupancy(composition, len(metals), seed)
-        atoms.set_chemical_symbols(list(symbols))
+        atoms = occupy_sublattice(slab, metals, composition, seed)
         return Surface(atoms=atoms, sites=sites, recipe=self.name,
                        composition=dict(composition), seed=int(seed),
                        zone_layout=self.zone_layout)
