@@ -21,7 +21,7 @@ AUTO_SHORTLIST: dict[str, tuple[int, int]] = {
     "logei": (4_000, 2_000),
     "lognei": (4_000, 2_000),
     "qucb": (4_000, 2_000),
-    "kg": (20_000, 4_000),
+    "kg": (4_000, 2_000),  # a flat belief on the 10k pool needed ~10 GB without it
 }
 
 COLUMNS = ("rank", "id", "acquisition", "policy", "median", "lo_05", "hi_05", "lo_10", "hi_10",
@@ -110,8 +110,8 @@ def propose_from_tables(
         seed: seeds particles, fantasies and the tie-break order.
         alpha: miscoverage of the UCB interval (0.05, 0.10 or 0.20).
         shortlist: restrict candidates to the top-k by conformal UCB first; ``None`` = automatic
-            (see :data:`AUTO_SHORTLIST`: logei/lognei/qUCB above 4,000 allowed candidates, kg
-            above 20,000), ``0`` = never.
+            (see :data:`AUTO_SHORTLIST`: logei/lognei/qUCB/kg above 4,000 allowed candidates
+            keep 2,000), ``0`` = never.
         top_k_sites: attended sites listed in ``top_sites``.
         policy_kw: :class:`~activemil.acquisition.policies.PolicySettings` fields.
 
