@@ -573,6 +573,91 @@ def hypotheses(
     con.print(f"Wrote {len(hyps)} hypotheses to {path}.", markup=False)
 
 
+# ------------------------------------------------------------------------- simulate
+#: small, fast surrogate settings for --fast (1 network per fold, 3 folds, short training)
+FAST_SURROGATE = {
+    "mil": {"n_members": 1, "n_folds": 3, "max_epochs": 80, "min_epochs": 20, "patience": 15,
+            "small_n_epochs": 60},
+    "gp": {"n_folds": 3},
+}
+
+
+@app.command()
+def simulate(
+    data: Path = typer.Option(None, "--data", help="CSV with one column per element and a "
+                              "target column; the pool is its rows."),
+    dataset: str = typer.Option(None, "--dataset", help="Bundled table: agirpdptru-orr, "
+                                "oer-plate-3496, oer-plate-3851."),
+    simulator: str = typer.Option(None, "--simulator", help="Physics oracle on a grid: hea-orr."),
+    target: str = typer.Option(None, "--target", help="Target column of --data."),
+    maximize: bool = typer.Option(None, "--maximize/--minimize", help="Direction (--data)."),
+    elements: str = typer.Option("Ag,Ir,Pd,Pt,Ru", "--elements",
+                                 help="Grid elements (--simulator)."),
+    step: float = typer.Option(0.1, "--step", help="Grid step (--simulator)."),
+    sim_size: int = typer.Option(48, "--sim-size", help="Simulated surface edge in atoms "
+                                 "(--simulator; 96 as published)."),
+    strategy: str = typer.Option("mil-ucb,gp-ei,random", "--strategy",
+                                 help="Comma-separated: mil-ucb, mil-thompson, mil-kg, "
+                                 "gp-ei, gp-ucb, random, or <surrogate>-<policy>."),
+    budget: int = typer.Option(8, "--budget", help="Picks per round."),
+    rounds: int = typer.Option(10, "--rounds", help="Rounds after the initial batch."),
+    n_init: int = typer.Option(None, "--init", help="Random initial batch (default: budget)."),
+    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..S-1)."),
+    recipe: str = typer.Option(None, "--recipe", help="Featurization recipe (default: fcc111 "
+                               "for alloys, oxide for oxide tables)."),
+    encoder: str = typer.Option("zones", "--encoder", help="Site encoder: zones, chgnet."),
+    n_sites: int = typer.Option(None, "--n-sites", help="Sites per bag (default: all)."),
+    fast: bool = typer.Option(False, "--fast", help="Small surrogates (1 network x 3 folds, "
+                              "short training): minutes instead of hours."),
+    jobs: int = typer.Option(1, "--jobs", help="Parallel processes (campaigns run in parallel)."),
+    output: Path = typer.Option(Path("simulation"), "-o", "--output", help="Output directory."),
+) -> None:
+    """Backtest strategies on a table, a bundled dataset or a physics simulator.
+
+    Example: activemil simulate --dataset agirpdptru-orr --budget 8 --rounds 5 --seeds 2 --fast
+    -o out/quickstart
+    """
+    from activemil.simulate import Scenario
+    from activemil.simulate import simulate as run
+
+    sources = [x for x in (data, dataset, simulator) if x is not None]
+    if len(sources) != 1:
+        raise InputError("Give exactly one of --data FILE, --dataset NAME or --simulator NAME.")
+    if data is not None:
+        if target is None or maximize is None:
+            raise InputError("--data needs --target COLUMN and --maximize or --minimize.")
+        scenario = Scenario.from_csv(data, target, "maximize" if maximize else "minimize",
+                                     recipe=recipe or "auto")
+    elif dataset is not None:
+        scenario = Scenario.from_dataset(dataset, recipe=recipe)
+    else:
+        from activemil.simulators import get_simulator
+        from activemil.space import DesignSpace
+
+        oracle = get_simulator(simulator, size=sim_size)
+        pool = DesignSpace(tuple(e for e in elements.split(",") if e), step=step).enumerate()
+        _console(stderr=True).print(
+            f"Evaluating {simulator} on {len(pool):,} compositions for scoring ...", markup=False)
+        scenario = Scenario.from_oracle(oracle, pool, recipe=recipe or "auto",
+                                        progress=sys.stderr.isatty())
+    names = [x.strip() for x in strategy.split(",") if x.strip()]
+    err = _console(stderr=True)
+    err.print(f"Simulating {', '.join(names)} on {scenario.name} ({len(scenario.pool):,} "
+              f"candidates): {seeds} seeds x {rounds} rounds x {budget} ...", markup=False)
+    res = run(
+        scenario, names, seeds=seeds, rounds=rounds, budget=budget, n_init=n_init, jobs=jobs,
+        outdir=output, encoder=encoder, n_sites=n_sites,
+        cache_dir=Path(output) / "features",
+        surrogate_settings=FAST_SURROGATE if fast else None,
+        policy_kw={"shortlist": 1000} if fast else None, progress=sys.stderr.isatty(),
+    )
+    from activemil.simulate import summary_markdown
+
+    typer.echo(summary_markdown(res.summary))  # plain: a Markdown table must not be wrapped
+    for role, path in res.paths.items():
+        typer.echo(f"{role}: {path}")
+
+
 def main() -> None:
     """Console-script entry point.
 

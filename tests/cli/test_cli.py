@@ -18,6 +18,7 @@ from activemil.cli.app import app
 runner = CliRunner()
 COMMANDS = (
     "init", "propose", "submit", "abandon", "ingest", "status", "export", "sheet", "hypotheses",
+    "simulate",
 )
 
 
@@ -226,3 +227,21 @@ def test_init_featurize_and_uma_options(tmp_path):
         "expected", "--n-sites", "32")
     cfg = json.loads((d / "campaign.json").read_text())
     assert cfg["featurize"]["mode"] == "expected" and cfg["featurize"]["n_sites"] == 32
+
+
+def test_simulate_on_a_small_table(tmp_path):
+    from activemil.data import data_path
+
+    df = pd.read_csv(data_path("oer_plate_3496.csv"))
+    df = df[(df["Ce"] == 0) & (df["La"] == 0)].drop(columns=["Ce", "La"]).head(60)
+    csv = tmp_path / "plate.csv"
+    df.to_csv(csv, index=False)
+    out = run("simulate", "--data", csv, "--target", "overpotential_V", "--minimize",
+              "--strategy", "gp-ei,random", "--budget", "4", "--init", "8", "--rounds", "2", "--seeds", "2",
+              "--fast", "-o", tmp_path / "sim").output
+    assert "| gp-ei |" in out and "| random |" in out
+    rec = pd.read_csv(tmp_path / "sim" / "records.csv")
+    assert set(rec["strategy"]) == {"gp-ei", "random"} and rec["seed"].nunique() == 2
+    assert (tmp_path / "sim" / "best_so_far.png").exists()
+    res = run("simulate", "--dataset", "agirpdptru-orr", "--data", csv, ok=False)
+    assert res.exit_code == 2 and "exactly one of" in res.output
