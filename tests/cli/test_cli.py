@@ -245,3 +245,12 @@ def test_simulate_on_a_small_table(tmp_path):
     assert (tmp_path / "sim" / "best_so_far.png").exists()
     res = run("simulate", "--dataset", "agirpdptru-orr", "--data", csv, ok=False)
     assert res.exit_code == 2 and "exactly one of" in res.output
+
+
+def test_simulate_against_the_hea_orr_simulator(tmp_path):
+    out = run("simulate", "--simulator", "hea-orr", "--elements", "Ag,Pd,Pt", "--step", "0.2",
+              "--sim-size", "12", "--strategy", "random", "--budget", "3", "--init", "3",
+              "--rounds", "2", "--seeds", "2", "-o", tmp_path / "sim").output
+    assert "| random |" in out
+    rec = pd.read_csv(tmp_path / "sim" / "records.csv")
+    assert len(rec) == 2 * 3 and rec["best_so_far"].notna().all()
