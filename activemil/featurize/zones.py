@@ -35,7 +35,9 @@ class ZonesEncoder(Encoder):
     """Element counts per neighbour zone, one block per site kind (see module docstring)."""
 
     name = "zones"
-    version = "1"
+    #: bump whenever features or expected bags change (it is part of every cache key);
+    #: 2 = expected bags keep each site kind's mass
+    version = "2"
 
     def dim(self, recipe: Recipe, elements: Sequence[str]) -> int:
         e = len(elements)
