@@ -103,3 +103,17 @@ def test_expected_bags_need_zones_encoder(pool):
 
     with pytest.raises(InputError, match="zones encoder"):
         featurize_pool(pool, get_recipe("fcc111"), Other(), mode="expected")
+
+
+def test_encoder_version_is_part_of_the_cache_key(pool, tmp_path, monkeypatch):
+    recipe, enc = get_recipe("fcc111"), get_encoder("zones")
+    sub = pool.subset(range(3))
+    featurize_pool(sub, recipe, enc, cache_dir=tmp_path, mode="expected", n_sites=8)
+    monkeypatch.setattr(type(enc), "version", "999")
+    cache_misses = []
+    import activemil.featurize.pool as pool_mod
+
+    real = pool_mod._bag_for
+    monkeypatch.setattr(pool_mod, "_bag_for", lambda *a: cache_misses.append(1) or real(*a))
+    featurize_pool(sub, recipe, enc, cache_dir=tmp_path, mode="expected", n_sites=8)
+    assert len(cache_misses) == 3
