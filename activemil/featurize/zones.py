@@ -18,16 +18,25 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.special import gammaln
 
+from typing import Protocol
+
 from activemil.featurize.base import Encoder, register_encoder
 from activemil.structures.base import Recipe, Surface
 
 
-def zone_offsets(recipe: Recipe, n_elements: int) -> dict[str, int]:
+class SiteLayout(Protocol):
+    """What the zones layout needs: a :class:`Recipe` or a built :class:`Surface`."""
+
+    site_kinds: tuple[str, ...]
+    zone_layout: Mapping[str, tuple[tuple[str, int], ...]]
+
+
+def zone_offsets(layout: SiteLayout, n_elements: int) -> dict[str, int]:
     """Start column of each kind's zone block in the zones feature vector."""
-    offsets, col = {}, len(recipe.site_kinds)
-    for kind in recipe.site_kinds:
+    offsets, col = {}, len(layout.site_kinds)
+    for kind in layout.site_kinds:
         offsets[kind] = col
-        col += len(recipe.zone_layout[kind]) * n_elements
+        col += len(layout.zone_layout[kind]) * n_elements
     return offsets
 
 
@@ -39,53 +48,40 @@ class ZonesEncoder(Encoder):
     #: 2 = expected bags keep each site kind's mass
     version = "2"
 
-    def dim(self, recipe: Recipe, elements: Sequence[str]) -> int:
+    def dim(self, recipe: SiteLayout, elements: Sequence[str]) -> int:
         e = len(elements)
-        return len(recipe.site_kinds) + sum(len(recipe.zone_layout[k]) * e for k in recipe.site_kinds)
+        kinds = recipe.site_kinds
+        return len(kinds) + sum(len(recipe.zone_layout[k]) * e for k in kinds)
 
     def encode_counts(
-        self, recipe: Recipe, kinds: Sequence[str], counts: Sequence[np.ndarray], n_elements: int
+        self, recipe: SiteLayout, kinds: Sequence[str], counts: Sequence[np.ndarray],
+        n_elements: int,
     ) -> np.ndarray:
         """Assemble feature rows from per-site kinds and zone-count vectors: ``[n, D]``."""
         offsets = zone_offsets(recipe, n_elements)
-        d = len(recipe.site_kinds) + sum(
-            len(recipe.zone_layout[k]) * n_elements for k in recipe.site_kinds
-        )
-        out = np.zeros((len(kinds), d), np.float32)
+        out = np.zeros((len(kinds), self.dim(recipe, range(n_elements))), np.float32)
         for i, (kind, c) in enumerate(zip(kinds, counts)):
             out[i, recipe.site_kinds.index(kind)] = 1.0
             out[i, offsets[kind] : offsets[kind] + len(c)] = c
         return out
 
     def encode(self, surface: Surface, elements: Sequence[str]) -> np.ndarray:
-        recipe = _RecipeView(surface)
         e = len(elements)
         symbols = surface.symbols()
         onehot = np.stack([symbols == el for el in elements], axis=1).astype(np.float32)
-        out = np.zeros((len(surface.sites), self.dim(recipe, elements)), np.float32)
-        offsets = zone_offsets(recipe, e)
-        for kind in recipe.site_kinds:
+        out = np.zeros((len(surface.sites), self.dim(surface, elements)), np.float32)
+        offsets = zone_offsets(surface, e)
+        for kind in surface.site_kinds:
             rows = [i for i, s in enumerate(surface.sites) if s.kind == kind]
             if not rows:
                 continue
-            out[rows, recipe.site_kinds.index(kind)] = 1.0
+            out[rows, surface.site_kinds.index(kind)] = 1.0
             col = offsets[kind]
-            for zone, _size in recipe.zone_layout[kind]:
+            for zone, _size in surface.zone_layout[kind]:
                 idx = np.array([surface.sites[i].zones[zone] for i in rows])  # [n, size]
                 out[rows, col : col + e] = onehot[idx].sum(axis=1)
                 col += e
         return out
-
-
-class _RecipeView(Recipe):
-    """The site kinds and zone layout of a built surface, viewed as a recipe."""
-
-    def __init__(self, surface: Surface) -> None:
-        self.zone_layout = dict(surface.zone_layout)
-        self.site_kinds = tuple(surface.zone_layout)
-
-    def build(self, composition, seed=0):  # pragma: no cover - never built
-        raise NotImplementedError
 
 
 def _log_multinomial(counts: np.ndarray, log_x: np.ndarray) -> np.ndarray:

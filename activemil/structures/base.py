@@ -57,6 +57,11 @@ class Surface:
     seed: int
     zone_layout: Mapping[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
+    @property
+    def site_kinds(self) -> tuple[str, ...]:
+        """Site kinds in the recipe's order (the order of ``zone_layout``)."""
+        return tuple(self.zone_layout)
+
     def symbols(self) -> np.ndarray:
         return np.asarray(self.atoms.get_chemical_symbols())
 
