@@ -28,11 +28,6 @@ from pathlib import Path
 
 DEFAULT_STRATEGIES = "mil-ucb,mil-thompson,mil-kg,gp-ei,random"
 DEFAULT_DATASETS = "agirpdptru-orr,oer-plate-3496"
-QUICK_SETTINGS = {
-    "mil": {"n_members": 1, "n_folds": 3, "max_epochs": 80, "min_epochs": 20, "patience": 15,
-            "small_n_epochs": 60},
-    "gp": {"n_folds": 3},
-}
 
 
 def machine() -> str:
@@ -70,11 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from activemil.simulate import Scenario, build_bags, make_strategy, simulate, summary_markdown
+    from activemil.simulate import (
+        FAST_SURROGATE_SETTINGS,
+        Scenario,
+        build_bags,
+        make_strategy,
+        simulate,
+        summary_markdown,
+    )
 
     seeds = args.seeds if args.seeds is not None else (3 if args.quick else 10)
     n_sites = args.n_sites if args.n_sites is not None else (24 if args.quick else None)
-    settings = json.loads(args.settings) if args.settings else (QUICK_SETTINGS if args.quick else {})
+    quick = FAST_SURROGATE_SETTINGS if args.quick else {}
+    settings = json.loads(args.settings) if args.settings else quick
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = [
         make_strategy(n, settings, policy_kw={"shortlist": args.kg_shortlist}

@@ -574,14 +574,6 @@ def hypotheses(
 
 
 # ------------------------------------------------------------------------- simulate
-#: small, fast surrogate settings for --fast (1 network per fold, 3 folds, short training)
-FAST_SURROGATE = {
-    "mil": {"n_members": 1, "n_folds": 3, "max_epochs": 80, "min_epochs": 20, "patience": 15,
-            "small_n_epochs": 60},
-    "gp": {"n_folds": 3},
-}
-
-
 @app.command()
 def simulate(
     data: Path = typer.Option(None, "--data", help="CSV with one column per element and a "
@@ -617,7 +609,7 @@ def simulate(
     Example: activemil simulate --dataset agirpdptru-orr --budget 8 --rounds 5 --seeds 2 --fast
     -o out/quickstart
     """
-    from activemil.simulate import Scenario
+    from activemil.simulate import FAST_SURROGATE_SETTINGS, Scenario
     from activemil.simulate import simulate as run
 
     sources = [x for x in (data, dataset, simulator) if x is not None]
@@ -648,7 +640,7 @@ def simulate(
         scenario, names, seeds=seeds, rounds=rounds, budget=budget, n_init=n_init, jobs=jobs,
         outdir=output, encoder=encoder, n_sites=n_sites,
         cache_dir=Path(output) / "features",
-        surrogate_settings=FAST_SURROGATE if fast else None,
+        surrogate_settings=FAST_SURROGATE_SETTINGS if fast else None,
         policy_kw={"shortlist": 1000} if fast else None, progress=sys.stderr.isatty(),
     )
     from activemil.simulate import summary_markdown

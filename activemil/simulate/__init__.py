@@ -21,6 +21,7 @@ from activemil.simulate.runner import (
 )
 from activemil.simulate.scenario import DATASET_RECIPES, Scenario
 from activemil.simulate.strategies import (
+    FAST_SURROGATE_SETTINGS,
     STRATEGIES,
     Proposal,
     RandomStrategy,
@@ -32,6 +33,7 @@ from activemil.simulate.strategies import (
 
 __all__ = [
     "ALPHAS",
+    "FAST_SURROGATE_SETTINGS",
     "DATASET_RECIPES",
     "STRATEGIES",
     "Oracle",

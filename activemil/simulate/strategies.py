@@ -31,6 +31,15 @@ _KINDS = ("mil", "conjunctive", "mean", "max", "gp", "hybrid")
 _POLICIES = ("ucb", "thompson", "kg", "logei", "lognei", "greedy", "random")
 
 
+
+#: small, fast surrogate settings for quick backtests (``activemil simulate --fast``,
+#: ``benchmarks/campaign.py --quick``): 1 network per fold, 3 folds, short training
+FAST_SURROGATE_SETTINGS: dict[str, dict[str, int]] = {
+    "mil": {"n_members": 1, "n_folds": 3, "max_epochs": 80, "min_epochs": 20, "patience": 15,
+            "small_n_epochs": 60},
+    "gp": {"n_folds": 3},
+}
+
 @dataclass(frozen=True)
 class StrategyContext:
     """What a strategy may know in one round.
