@@ -134,7 +134,7 @@ class PoolPosterior:
     @property
     def noise(self) -> float:
         """Observation noise variance (oriented standardised units, calibrated)."""
-        return float(self.model.likelihood.noise.reshape(-1)[0])
+        return float(self.model.likelihood.noise.detach().reshape(-1)[0])
 
     def mean_var(self, rows: np.ndarray | None = None, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Marginal posterior mean and latent variance ``([R], [R])`` at pool rows (all if None)."""
@@ -185,7 +185,8 @@ def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int
         ard_num_dims=d_kernel, active_dims=list(range(d_kernel))))
     covar.outputscale = 1.0
     covar.raw_outputscale.requires_grad_(False)
-    model = SingleTaskGP(train_X, train_Y, covar_module=covar,
+    # outcomes are standardised by the caller: no outcome transform, one space for everything
+    model = SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=None,
                          mean_module=PriorColumnMean(-1, learn_weight=prior))
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     torch.manual_seed(seed)
