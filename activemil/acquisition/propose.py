@@ -215,7 +215,7 @@ def propose_from_posterior(
     notes.append(
         f"posterior: GP on composition{f' + {post.n_embedding}-d MIL embedding' if post.n_embedding else ''}"
         f"{' with the MIL median as prior mean' if post.prior else ''}, {len(post.train_Y)} "
-        f"measurements, calibration scale x{post.scale:.2f} (leave-one-out coverage "
+        f"measurements, calibration scale x{post.scale:.2f} (cross-validated coverage "
         f"{post.loo_coverage:.0%} at {1 - post.alpha:.0%})"
     )
     df.attrs["notes"] = notes
