@@ -23,8 +23,8 @@ import json
 import math
 import multiprocessing as mp
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -326,6 +326,8 @@ def simulate(
     recipe: str | None = None,
     campaigns_dir: str | Path | None = None,
     min_train: int | None = None,
+    skip: Collection[tuple[str, int]] = (),
+    on_campaign: Callable[[str, int, list[dict], list[dict]], None] | None = None,
 ) -> SimulationResult:
     """Backtest ``strategies`` on ``scenario`` over ``seeds`` x ``rounds`` rounds of ``budget``.
 
@@ -352,6 +354,9 @@ def simulate(
             scenarios use ``oxide``).
         campaigns_dir: keep the campaign directories there (``<strategy>/seed-<k>``) instead of
             deleting them; ``min_train``: campaigns' measurements before the surrogate.
+        skip: (strategy name, seed) campaigns not to run (e.g. finished in an earlier run).
+        on_campaign: called in this process as ``on_campaign(strategy, seed, records,
+            timings)`` as soon as each campaign finishes (for incremental, resumable output).
     """
     if rounds < 1 or budget < 1:
         raise InputError(f"rounds={rounds} and budget={budget} must both be at least 1.")
@@ -408,7 +413,11 @@ def simulate(
         "policy_kw": dict(policy_kw or {}),
         "strategies": list(strategies), "setup": setup,
     }
-    tasks = [(i, s) for i in range(len(strategy_objs)) for s in seed_list]
+    skip = {(str(a), int(b)) for a, b in skip}
+    tasks = [(i, s) for i in range(len(strategy_objs)) for s in seed_list
+             if (names[i], s) not in skip]
+    if not tasks:
+        raise InputError("Every requested campaign is in skip; nothing to run.")
     results: dict[tuple[int, int], tuple[list[dict], list[dict]]] = {}
     if jobs <= 1:
         _WORKER.clear()
@@ -417,6 +426,8 @@ def simulate(
             for t in tasks:
                 i, s, recs, times = _task(t)
                 results[(i, s)] = (recs, times)
+                if on_campaign is not None:
+                    on_campaign(names[i], s, recs, times)
                 if progress:
                     print(f"done {names[i]} seed {s}", flush=True)
         finally:
@@ -426,9 +437,11 @@ def simulate(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                  initargs=(payload,)) as ex:
             futures = {ex.submit(_task, t): t for t in tasks}
-            for fut in futures:
+            for fut in as_completed(futures):
                 i, s, recs, times = fut.result()
                 results[(i, s)] = (recs, times)
+                if on_campaign is not None:
+                    on_campaign(names[i], s, recs, times)
                 if progress:
                     print(f"done {names[i]} seed {s}", flush=True)
     if tmp_features is not None:  # (also removed by its finalizer if a campaign failed)
