@@ -174,3 +174,15 @@ def test_product_strategy_names() -> None:
     assert make_strategy("mil-ucb", FAST_SURROGATE_SETTINGS).settings == \
         FAST_SURROGATE_SETTINGS["mil"]
     assert not isinstance(make_strategy("gp-ei"), CampaignStrategy)
+
+
+@pytest.mark.slow
+def test_parallel_campaigns_match_serial(scenario70) -> None:
+    sc = scenario70()
+    kw = dict(seeds=[0, 1], rounds=2, budget=4, n_init=6, plots=False,
+              surrogate_settings=FAST_SURROGATE_SETTINGS, min_train=6)
+    serial = simulate(sc, ["gp-ucb", "random"], **kw)
+    parallel = simulate(sc, ["gp-ucb", "random"], jobs=2, **kw)
+    pd.testing.assert_frame_equal(serial.records, parallel.records)
+    assert set(serial.records.loc[serial.records.strategy == "gp-ucb", "mode"]) == \
+        {"initial", "model"}
