@@ -1,33 +1,36 @@
-"""Benchmark simulated campaigns on the bundled tables (issue 6).
+"""Campaign benchmark (issue 10): product strategies on the user's path against honest peers.
 
-Full run (as specified): 10 seeds x 10 rounds x budget 8 on the Ag-Ir-Pd-Pt-Ru ORR table and
-on OER plate 3496 with mil-ucb, mil-thompson, mil-kg, gp-ei, random::
+One run covers every table x strategy x seed: mil-ucb, mil-thompson, mil-kg (each a temporary
+campaign driven through ``ingest``/``propose``), plain BoTorch GP-EI, BayBE's default campaign
+and random, from the same 8 random initial rows per seed, then 8 rounds of 8::
 
-    python benchmarks/campaign.py -o runs/bench --jobs 2
+    python benchmarks/campaign.py -o runs/campaign --seeds 10 --jobs 2
 
-Shrink it with ``--seeds``, ``--rounds``, ``--strategies``, ``--datasets`` or ``--quick``
-(3 seeds, 1-member ensembles with 3-fold cross-conformal, short training, 24 sites per bag)::
-
-    python benchmarks/campaign.py --quick -o runs/bench-quick --jobs 2
-
-KG is evaluated on a 1000-candidate shortlist by default (``--kg-shortlist``): over the full
-10,626-row pool it needed ~10 GB of RAM per process. Writes one sub-directory per dataset (records.csv, summary.csv/md, plots) and a combined
-``benchmark.md`` with date, machine and command.
+``--fast`` uses the small surrogates of ``activemil simulate --fast``. The run is incremental:
+each finished (table, strategy, seed) campaign is appended at once to
+``OUT/<table>/records.csv`` and ``timings.csv``, ``OUT/summary.md`` is rewritten after every
+campaign (read it while a long background run goes), and a rerun skips campaigns already
+recorded. Per strategy and table the summary gives the median evaluations to a top-1% row and to
+the optimum (campaigns that never reached it count as more than the budget), how many seeds
+reached each, every seed's value, and mean proposal seconds per round.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
+import math
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
-DEFAULT_STRATEGIES = "mil-ucb,mil-thompson,mil-kg,gp-ei,random"
-DEFAULT_DATASETS = "agirpdptru-orr,oer-plate-3496"
+DEFAULT_TABLES = "oer-plate-3496,oer-plate-3851,agirpdptru-orr"
+DEFAULT_STRATEGIES = "mil-ucb,mil-thompson,mil-kg,gp-ei,baybe,random"
+KEY = ("strategy", "seed")
+#: fixed columns of timings.csv (peers and campaigns time different parts of a round)
+TIMING_COLUMNS = ("strategy", "seed", "round", "seconds", "seconds_ingest", "seconds_propose",
+                  "seconds_add_measurements", "seconds_recommend")
 
 
 def machine() -> str:
@@ -43,87 +46,156 @@ def machine() -> str:
            f"Python {platform.python_version()}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("-o", "--outdir", default="runs/benchmark")
-    ap.add_argument("--datasets", default=DEFAULT_DATASETS)
-    ap.add_argument("--strategies", default=DEFAULT_STRATEGIES)
-    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 10; 3 quick)")
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--budget", type=int, default=8)
-    ap.add_argument("--init", type=int, default=None, help="initial random batch (default budget)")
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--n-sites", type=int, default=None, help="sites per bag (default all; 24 quick)")
-    ap.add_argument("--settings", default=None,
-                    help='JSON surrogate settings, e.g. \'{"mil": {"n_members": 1}}\'')
-    ap.add_argument("--kg-shortlist", type=int, default=1000,
-                    help="KG evaluated on the top-k candidates by conformal UCB (0 = automatic; "
-                         "KG over the full 10k-row pool needed ~10 GB RAM per process)")
-    ap.add_argument("--quick", action="store_true", help="small, fast configuration")
-    args = ap.parse_args(argv)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-o", "--outdir", default="runs/campaign", help="output directory")
+    ap.add_argument("--tables", default=DEFAULT_TABLES, help="bundled tables, comma-separated")
+    ap.add_argument("--strategies", default=DEFAULT_STRATEGIES, help="comma-separated")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds after the initial rows")
+    ap.add_argument("--budget", type=int, default=8, help="picks per round")
+    ap.add_argument("--init", type=int, default=8, help="random initial rows per seed")
+    ap.add_argument("--jobs", type=int, default=1, help="processes, 1 torch thread each")
+    ap.add_argument("--n-sites", type=int, default=None, help="sites per bag (default all)")
+    ap.add_argument("--kg-shortlist", type=int, default=0,
+                    help="campaign acquisition setting 'shortlist' for every campaign strategy "
+                         "(0 = the acquisition layer's default)")
+    ap.add_argument("--fast", action="store_true", help="small, fast surrogates")
+    return ap.parse_args(argv)
 
+
+def evals_cell(values: list[float], cap: int) -> str:
+    """``median (reached/seeds)`` where unreached counts as more than ``cap``."""
+    from activemil.simulate.runner import _quantile_censored
+
+    med = _quantile_censored(values, 0.5)
+    reached = sum(math.isfinite(v) for v in values)
+    text = f"{med:.0f}" if math.isfinite(med) else f"> {cap}"
+    return f"{text} ({reached}/{len(values)})"
+
+
+def seeds_cell(per_seed: dict[int, float], cap: int) -> str:
+    return " ".join(f"{v:.0f}" if math.isfinite(v) else f">{cap}"
+                    for _, v in sorted(per_seed.items()))
+
+
+def table_summary(records, timings, cap: int, order: list[str]) -> list[str]:
+    """Markdown rows of one table: per strategy, evaluations to top 1% and to the optimum."""
+    from activemil.simulate import evaluations_to
+
+    top = evaluations_to(records, "found_top1")
+    opt = evaluations_to(records, "found_optimum")
+    secs = timings.groupby("strategy")["seconds"].mean() if len(timings) else {}
+    lines = ["| strategy | seeds | evals to top 1% (reached) | per seed | evals to optimum "
+             "(reached) | per seed | s / round |", "|---|---|---|---|---|---|---|"]
+    present = [s for s in order if s in set(records["strategy"])]
+    for s in present:
+        t = top[top.strategy == s].set_index("seed")["evals"].to_dict()
+        o = opt[opt.strategy == s].set_index("seed")["evals"].to_dict()
+        sec = secs.get(s, float("nan")) if len(timings) else float("nan")
+        lines.append(
+            f"| {s} | {len(t)} | {evals_cell(list(t.values()), cap)} | {seeds_cell(t, cap)} | "
+            f"{evals_cell(list(o.values()), cap)} | {seeds_cell(o, cap)} | {sec:.1f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import pandas as pd
     import torch
 
     torch.set_num_threads(1)
-    from activemil.simulate import (
-        FAST_SURROGATE_SETTINGS,
-        Scenario,
-        build_bags,
-        make_strategy,
-        simulate,
-        summary_markdown,
-    )
+    from activemil.simulate import FAST_SURROGATE_SETTINGS, Scenario, simulate, summarize
+    from activemil.simulate.runner import write_outputs
 
-    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 10)
-    n_sites = args.n_sites if args.n_sites is not None else (24 if args.quick else None)
-    quick = FAST_SURROGATE_SETTINGS if args.quick else {}
-    settings = json.loads(args.settings) if args.settings else quick
-    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    strategies = [
-        make_strategy(n, settings, policy_kw={"shortlist": args.kg_shortlist}
-                      if n.endswith("-kg") and args.kg_shortlist > 0 else None)
-        for n in names
-    ]
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()]
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    seeds = list(range(args.seeds))
+    cap = args.init + args.rounds * args.budget
+    settings = FAST_SURROGATE_SETTINGS if args.fast else None
+    policy_kw = {"shortlist": args.kg_shortlist} if args.kg_shortlist > 0 else None
     command = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     started = _dt.datetime.now().astimezone()
-    parts = [
-        "# Campaign benchmark\n",
-        f"- date: {started:%Y-%m-%d %H:%M %Z}",
-        f"- machine: {machine()}",
-        f"- command: `{command}`",
-        (f"- seeds {seeds}, rounds {args.rounds}, budget {args.budget}, init "
-         f"{args.init if args.init is not None else args.budget}, sites per bag "
-         f"{n_sites or 'all'}, surrogate settings {json.dumps(settings) or '{}'}, KG shortlist "
-         f"{args.kg_shortlist or 'automatic'}\n"),
-    ]
-    for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-        sc = Scenario.from_dataset(name)
-        t0 = time.perf_counter()
-        bags = None
-        if any(s.needs_features for s in strategies):
-            bags = build_bags(sc, n_sites=n_sites, jobs=args.jobs,
-                              cache_dir=out / "feature-cache")
-        t_feat = time.perf_counter() - t0
-        res = simulate(
-            sc, strategies, seeds=seeds, rounds=args.rounds, budget=args.budget,
-            n_init=args.init, jobs=args.jobs, outdir=out / name, bags=bags,
-            surrogate_settings=settings, progress=True,
-        )
-        elapsed = time.perf_counter() - t0
-        md = (out / name / "summary.md").read_text()
-        parts.append(f"## {name} (recipe {sc.recipe}; featurize {t_feat:.0f} s, total "
-                     f"{elapsed / 60:.1f} min)\n")
-        parts.append(md.split("\n", 2)[0].lstrip("# ") + "\n")
-        parts.append(summary_markdown(res.summary))
-        if len(res.timings):
-            per = res.timings.groupby("strategy")["seconds"].median()
-            parts.append("median seconds per proposal round: " +
-                         ", ".join(f"{k} {v:.1f}" for k, v in per.items()) + "\n")
-        (out / "benchmark.md").write_text("\n".join(parts))
-        print(f"{name}: done in {elapsed / 60:.1f} min", flush=True)
-    print((out / "benchmark.md").read_text())
+
+    def load(path: Path) -> pd.DataFrame:
+        return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+
+    def write_summary() -> None:
+        parts = [
+            "# Campaign benchmark\n",
+            f"- started: {started:%Y-%m-%d %H:%M %Z}; updated: "
+            f"{_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+            f"- machine: {machine()}",
+            f"- command: `{command}`",
+            f"- {args.init} random initial rows (same for every strategy per seed), "
+            f"{args.rounds} rounds of {args.budget}: at most {cap} evaluations; surrogates "
+            f"{'fast' if args.fast else 'default'}; seeds {seeds[0]}..{seeds[-1]}",
+            "- 'N (k/S)': median evaluations over S seeds, k of which reached the target; "
+            f"unreached seeds count as > {cap}. 's / round': mean proposal seconds per round "
+            "(campaigns: ingest + propose).\n",
+        ]
+        for table in tables:
+            rec = load(out / table / "records.csv")
+            if rec.empty:
+                continue
+            tim = load(out / table / "timings.csv")
+            parts.append(f"## {table}\n")
+            parts.extend(table_summary(rec, tim, cap, names))
+            parts.append("")
+        tmp = out / "summary.md.tmp"
+        tmp.write_text("\n".join(parts) + "\n")
+        os.replace(tmp, out / "summary.md")
+
+    for table in tables:
+        sc = Scenario.from_dataset(table)
+        tdir = out / table
+        tdir.mkdir(exist_ok=True)
+        rec_path, tim_path = tdir / "records.csv", tdir / "timings.csv"
+        done = load(rec_path)
+        skip = set(map(tuple, done[list(KEY)].drop_duplicates().itertuples(index=False))) \
+            if not done.empty else set()
+        todo = [(s, k) for s in names for k in seeds if (s, k) not in skip]
+        print(f"{table}: {len(todo)} campaign(s) to run, {len(skip)} already recorded",
+              flush=True)
+
+        def append(strategy: str, seed: int, recs: list[dict], times: list[dict],
+                   rec_path: Path = rec_path, tim_path: Path = tim_path) -> None:
+            # timings first: a campaign counts as done once its records are written
+            for path, rows, cols in ((tim_path, times, list(TIMING_COLUMNS)),
+                                     (rec_path, recs, None)):
+                if not rows:
+                    continue
+                df = pd.DataFrame(rows)
+                head = not path.exists() or path.stat().st_size == 0
+                if cols is None and not head:  # keep the file's column order
+                    cols = list(pd.read_csv(path, nrows=0).columns)
+                df = df.reindex(columns=cols) if cols is not None else df
+                df.to_csv(path, mode="a", header=head, index=False)
+                with open(path, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            write_summary()
+            print(f"{table}: {strategy} seed {seed} recorded", flush=True)
+
+        if todo:
+            simulate(
+                sc, names, seeds=seeds, rounds=args.rounds, budget=args.budget,
+                n_init=args.init, jobs=args.jobs, cache_dir=out / "features",
+                n_sites=args.n_sites, surrogate_settings=settings, policy_kw=policy_kw,
+                skip=skip, on_campaign=append, plots=False,
+            )
+        rec = load(rec_path)
+        if not rec.empty:
+            summary = summarize(rec, sc, budget=args.budget, n_init=args.init)
+            write_outputs(tdir / "report", rec, summary, load(tim_path), sc,
+                          settings={"table": table, "strategies": names, "seeds": seeds,
+                                    "rounds": args.rounds, "budget": args.budget,
+                                    "init": args.init, "fast": args.fast},
+                          plots=True)
+        write_summary()
+    print((out / "summary.md").read_text())
     return 0
 
 

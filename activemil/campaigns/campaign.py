@@ -5,6 +5,8 @@ Layout::
 
     DIR/campaign.json      design space, recipe, encoder, surrogate/acquisition settings, target
     DIR/events.jsonl       append-only event log, the single source of truth
+    DIR/candidates.csv     optional candidate list (id + one fraction column per element) that
+                           replaces the design-space grid as the pool (e.g. a measured plate)
     DIR/batches/<b>.csv    lab sheets written by ``propose`` (re-creatable from the log)
     DIR/derived/           features and fitted models; safe to delete
     DIR/.lock              lock file serialising writers
@@ -37,12 +39,13 @@ from activemil.campaigns.store import (
 )
 from activemil.campaigns.units import canonical_unit
 from activemil.errors import InputError, StateError
-from activemil.space import DesignSpace, candidate_id, parse_candidate_id
+from activemil.space import CandidatePool, DesignSpace, candidate_id, parse_candidate_id
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "campaign.json"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
+CANDIDATES_FILE = "candidates.csv"
 DERIVED_DIR = "derived"
 BATCHES_DIR = "batches"
 IN_FLIGHT = ("proposed", "submitted")
@@ -246,9 +249,12 @@ class Campaign:
         featurize: Mapping | None = None,
         surrogate: Mapping | None = None,
         acquisition: Mapping | None = None,
+        candidates: CandidatePool | None = None,
     ) -> Campaign:
         """Create a campaign directory (new or empty) and return it.
 
+        ``candidates`` (a pool over ``space.elements``) is written to ``candidates.csv`` and
+        becomes the campaign's pool instead of the enumerated grid (see :meth:`pool`).
         ``campaign.json`` is written last, so a directory interrupted during creation has no
         config and can simply be initialised again.
         """
@@ -264,7 +270,8 @@ class Campaign:
                 raise StateError(
                     f"{path} already holds a campaign; open it, or choose a new directory."
                 )
-            leftovers = set(os.listdir(path)) - {EVENTS_FILE, ".gitignore", LOCK_FILE}
+            leftovers = set(os.listdir(path)) - {EVENTS_FILE, ".gitignore", LOCK_FILE,
+                                                 CANDIDATES_FILE}
             events = path / EVENTS_FILE
             if leftovers or (events.exists() and events.stat().st_size > 0):
                 raise StateError(
@@ -273,6 +280,11 @@ class Campaign:
         else:
             path.mkdir(parents=True)
             fsync_dir(path.parent)
+        if candidates is not None and tuple(candidates.elements) != tuple(space.elements):
+            raise InputError(
+                f"The candidate list has elements {','.join(candidates.elements)} but the design "
+                f"space has {','.join(space.elements)}; use the same elements in the same order."
+            )
         config = {
             "schema_version": SCHEMA_VERSION,
             "name": path.resolve().name,
@@ -301,6 +313,9 @@ class Campaign:
             if not (path / EVENTS_FILE).exists():
                 create_empty(path / EVENTS_FILE)
             atomic_write(path / ".gitignore", f"{DERIVED_DIR}/\n{LOCK_FILE}\n".encode())
+            if candidates is not None:
+                atomic_write(path / CANDIDATES_FILE,
+                             candidates.to_frame().to_csv(index=False).encode("utf-8"))
             atomic_write(path / CONFIG_FILE, _json_bytes(config))
         return cls(path, config)
 
@@ -390,6 +405,31 @@ class Campaign:
 
     def setting(self, section: str, key: str, default: Any = None) -> Any:
         return self.config.get(section, {}).get(key, default)
+
+    # ------------------------------------------------------------------ pool
+    def pool(self) -> CandidatePool:
+        """The candidates ``[N]``: the rows of ``candidates.csv`` when the campaign has one (ids
+        and fractions as written), else ``self.space.enumerate()``. Cached per object."""
+        cached = getattr(self, "_pool", None)
+        if cached is not None:
+            return cached
+        path = self.path / CANDIDATES_FILE
+        if not path.exists():
+            return self.space.enumerate()
+        df = pd.read_csv(path, dtype={"id": str})
+        missing = [c for c in ("id", *self.elements) if c not in df.columns]
+        if missing:
+            raise StateError(
+                f"{path} lacks the column(s) {', '.join(missing)}; restore it from git or "
+                "recreate the campaign with the candidate list."
+            )
+        try:
+            pool = CandidatePool(self.elements, df[list(self.elements)].to_numpy(np.float64),
+                                 tuple(df["id"]))
+        except InputError as exc:
+            raise StateError(f"{path} is not a valid candidate list ({exc})") from None
+        self._pool = pool
+        return pool
 
     # ------------------------------------------------------------------ log
     @contextmanager

@@ -128,8 +128,8 @@ def propose(
 
     state = campaign.state()
     n_proposed_before = sum(e.kind == "proposed" for e in state.events)
-    say(f"Enumerating the design space ({campaign.space.count():,} compositions) ...")
-    pool = campaign.space.enumerate()
+    pool = campaign.pool()
+    say(f"Candidate pool: {len(pool):,} compositions ...")
     closed, pending = set(state.closed_ids), set(state.in_flight_ids)
     available = np.array([i not in closed and i not in pending for i in pool.ids])
     n_avail = int(available.sum())

@@ -193,6 +193,10 @@ def init(
         None, "--n-sites", help="Sites per bag (default: all sites of the surface; 64 for "
         "expected bags)."
     ),
+    candidates: Path = typer.Option(
+        None, "--candidates", help="CSV of candidate compositions (one fraction column per "
+        "element): the pool is these rows instead of the grid (e.g. a synthesised plate)."
+    ),
 ) -> None:
     """Create a campaign directory (campaign.json + an empty event log).
 
@@ -249,12 +253,13 @@ def init(
         min_elements=min_elements,
         max_elements=max_elements,
     )
-    n = space.count()
+    pool = _candidate_file(candidates, space.elements) if candidates is not None else None
+    n = space.count() if pool is None else len(pool)
     if n == 0:
         raise InputError(
             "The design space is empty; loosen --min/--max or the element-count limits."
         )
-    if n > DEFAULT_POOL_LIMIT:
+    if n > DEFAULT_POOL_LIMIT and pool is None:
         raise InputError(
             f"The design space holds {n:,} compositions, more than {DEFAULT_POOL_LIMIT:,}; "
             "coarsen --step or lower --max-elements."
@@ -265,16 +270,33 @@ def init(
         featurize={"mode": bag_mode, "n_sites": n_sites, "seed": 0},
         surrogate={"kind": surrogate, "min_train": min_train,
                    "settings": _options(surrogate_options, "--surrogate-options")},
-        acquisition={"policy": acquisition},
+        acquisition={"policy": acquisition}, candidates=pool,
     )
     con = _console()
     direction = "maximize" if maximize else "minimize"
+    where = f"(step {step:g})" if pool is None else f"(from {_esc(str(candidates))})"
     con.print(
         f"Created campaign [bold]{camp.path}[/]: {n:,} compositions of "
-        f"{','.join(space.elements)} (step {step:g}); {direction} {_esc(target)}"
+        f"{','.join(space.elements)} {where}; {direction} {_esc(target)}"
         f"{f' ({_esc(camp.unit)})' if camp.unit else ''}, recipe {recipe}, encoder {encoder}."
     )
     con.print(f"Next: activemil propose {directory} --budget 8", markup=False)
+
+
+def _candidate_file(path: Path, elements: tuple[str, ...]):
+    """The candidate pool of ``init --candidates``: one row per composition of ``path``."""
+    import pandas as pd
+
+    from activemil.space import CandidatePool
+
+    if not Path(path).is_file():
+        raise InputError(f"Candidate file {path} does not exist; check the --candidates path.")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed files
+        raise InputError(f"Cannot read {path} as CSV ({type(exc).__name__}); save it as "
+                         "comma-separated text with a header row.") from None
+    return CandidatePool.from_frame(df, elements)
 
 
 def _known_encoders() -> list[str]:
@@ -588,12 +610,16 @@ def simulate(
     step: float = typer.Option(0.1, "--step", help="Grid step (--simulator)."),
     sim_size: int = typer.Option(48, "--sim-size", help="Simulated surface edge in atoms "
                                  "(--simulator; 96 as published)."),
-    strategy: str = typer.Option("mil-ucb,gp-ei,random", "--strategy",
-                                 help="Comma-separated: mil-ucb, mil-thompson, mil-kg, "
-                                 "gp-ei, gp-ucb, random, or <surrogate>-<policy>."),
+    strategy: str = typer.Option("mil-ucb,gp-ei,baybe,random", "--strategy",
+                                 help="Comma-separated. Campaign strategies (a temporary "
+                                 "campaign each, the user's propose/ingest path): mil-ucb, "
+                                 "mil-thompson, mil-kg, mil-lognei, mil-greedy, gp-ucb, gp-kg "
+                                 "or <surrogate>-<policy>. Peers: gp-ei (BoTorch GP + qLogEI), "
+                                 "baybe (needs activemil[peers]), random."),
     budget: int = typer.Option(8, "--budget", help="Picks per round."),
     rounds: int = typer.Option(10, "--rounds", help="Rounds after the initial batch."),
-    n_init: int = typer.Option(None, "--init", help="Random initial batch (default: budget)."),
+    n_init: int = typer.Option(None, "--init", help="Random initial rows, the same for every "
+                               "strategy (default: budget; 0: campaigns start space-filling)."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0..S-1)."),
     recipe: str = typer.Option(None, "--recipe", help="Featurization recipe (default: fcc111 "
                                "for alloys, oxide for oxide tables)."),
@@ -603,6 +629,8 @@ def simulate(
                               "short training): minutes instead of hours."),
     jobs: int = typer.Option(1, "--jobs", help="Parallel processes (campaigns run in parallel)."),
     output: Path = typer.Option(Path("simulation"), "-o", "--output", help="Output directory."),
+    keep_campaigns: bool = typer.Option(False, "--keep-campaigns", help="Keep every campaign "
+                                        "directory under OUTPUT/campaigns for inspection."),
 ) -> None:
     """Backtest strategies on a table, a bundled dataset or a physics simulator.
 
@@ -639,7 +667,8 @@ def simulate(
     res = run(
         scenario, names, seeds=seeds, rounds=rounds, budget=budget, n_init=n_init, jobs=jobs,
         outdir=output, encoder=encoder, n_sites=n_sites,
-        cache_dir=Path(output) / "features",
+        cache_dir=Path(output) / "features", recipe=recipe,
+        campaigns_dir=Path(output) / "campaigns" if keep_campaigns else None,
         surrogate_settings=FAST_SURROGATE_SETTINGS if fast else None,
         policy_kw={"shortlist": 1000} if fast else None, progress=sys.stderr.isatty(),
     )

@@ -4,9 +4,15 @@ Protocol of one campaign (strategy ``s``, seed ``k``):
 
 - round 0: ``n_init`` rows drawn uniformly at random with a seed that depends only on ``k``
   (every strategy starts from the same rows, common random numbers), labelled by the oracle;
+  ``n_init = 0`` skips it;
 - rounds 1..R: the runner builds a :class:`StrategyContext` holding only the rows picked so far
   and their labels, the strategy returns ``budget`` new rows, the runner checks them and asks
   the oracle for exactly those labels.
+
+Product strategies (``mil-ucb``, ``gp-kg``, ...) are :class:`~activemil.simulate.product.
+CampaignStrategy` objects: each (strategy, seed) is a temporary campaign that ingests the labels
+as a lab CSV and proposes through ``activemil.campaigns.propose``, the user's path (its own
+space-filling start applies). Peers (``gp-ei``, ``baybe``, ``random``) run in the runner.
 
 Scoring uses the scenario's hidden ``reference`` values, which never enter a context.
 """
@@ -17,8 +23,8 @@ import json
 import math
 import multiprocessing as mp
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +34,7 @@ import pandas as pd
 
 from activemil.errors import InputError
 from activemil.simulate.oracle import stable_seed
+from activemil.simulate.product import CampaignSetup, CampaignStrategy, campaign_recipe
 from activemil.simulate.scenario import Scenario
 from activemil.simulate.strategies import Proposal, Strategy, StrategyContext, make_strategy
 from activemil.space import CandidatePool
@@ -165,7 +172,10 @@ def run_campaign(
     n_init: int,
     alpha: float = 0.1,
 ) -> tuple[list[dict], list[dict]]:
-    """One simulated campaign; returns (records, timings), one record per round (0 = init)."""
+    """One simulated campaign; returns (records, timings), one record per round (0 = init,
+    absent when ``n_init == 0``). A strategy with ``start(scenario, seed)`` gets a fresh session
+    for this campaign (closed at the end). Timings hold the proposal wall time (s) per round and
+    the strategy's named parts (e.g. ``seconds_ingest``, ``seconds_propose``)."""
     pool, oracle = scenario.pool, scenario.oracle
     truth = scenario.reference
     targets = Targets.from_reference(truth, scenario.maximize)
@@ -174,14 +184,14 @@ def run_campaign(
     if bags is not None:
         bags = replace(bags, instance_targets=None) if getattr(bags, "instance_targets", None) \
             is not None else bags
-    init_rng = np.random.default_rng(stable_seed("init", scenario.name, seed))
-    rows = init_rng.choice(n, size=min(n_init, n), replace=False).astype(np.int64)
-    observed_rows = rows.copy()
-    observed_y = np.asarray(oracle.evaluate(pool, rows), np.float64)
+    observed_rows = initial_rows(scenario, seed, n_init)
+    observed_y = np.asarray(oracle.evaluate(pool, observed_rows), np.float64) \
+        if len(observed_rows) else np.zeros(0)
     records: list[dict] = []
     timings: list[dict] = []
 
-    def record(r: int, picked: np.ndarray, prediction: Any, free_before: np.ndarray) -> None:
+    def record(r: int, picked: np.ndarray, prediction: Any, free_before: np.ndarray,
+               mode: str) -> None:
         best_obs = float(observed_y[np.argmax(sign * observed_y)])
         best_true = float(truth[observed_rows][np.argmax(sign * truth[observed_rows])])
         rec = {
@@ -189,6 +199,7 @@ def run_campaign(
             "strategy": strategy.name,
             "seed": int(seed),
             "round": r,
+            "mode": mode,
             "n_evaluated": len(observed_rows),
             "picked": ";".join(pool.ids[i] for i in picked),
             "best_so_far": best_obs,
@@ -200,35 +211,50 @@ def run_campaign(
         rec.update(_coverage(prediction, free_before, truth))
         records.append(rec)
 
-    record(0, rows, None, np.arange(0))
-    for r in range(1, rounds + 1):
-        free = np.setdiff1d(np.arange(n), observed_rows)
-        if len(free) == 0:
-            break
-        ctx = StrategyContext(
-            pool=pool,
-            bags=bags if strategy.needs_features else None,
-            observed_rows=observed_rows.copy(),
-            observed_y=observed_y.copy(),
-            round=r,
-            maximize=scenario.maximize,
-            alpha=alpha,
-        )
-        ctx.observed_rows.setflags(write=False)
-        ctx.observed_y.setflags(write=False)
-        t0 = time.perf_counter()
-        proposal: Proposal = strategy.propose(ctx, min(budget, len(free)),
-                                              stable_seed(strategy.name, seed, r))
-        elapsed = time.perf_counter() - t0
-        picked = np.asarray(proposal.rows, np.int64).ravel()
-        _check_picks(picked, observed_rows, n, min(budget, len(free)), strategy.name)
-        labels = np.asarray(oracle.evaluate(pool, picked), np.float64)
-        observed_rows = np.concatenate([observed_rows, picked])
-        observed_y = np.concatenate([observed_y, labels])
-        record(r, picked, proposal.prediction, free)
-        timings.append({"strategy": strategy.name, "seed": int(seed), "round": r,
-                        "seconds": elapsed})
+    if len(observed_rows):
+        record(0, observed_rows, None, np.arange(0), "initial")
+    session = strategy.start(scenario, seed) if hasattr(strategy, "start") else strategy
+    try:
+        for r in range(1, rounds + 1):
+            free = np.setdiff1d(np.arange(n), observed_rows)
+            if len(free) == 0:
+                break
+            ctx = StrategyContext(
+                pool=pool,
+                bags=bags if strategy.needs_features else None,
+                observed_rows=observed_rows.copy(),
+                observed_y=observed_y.copy(),
+                round=r,
+                maximize=scenario.maximize,
+                alpha=alpha,
+            )
+            ctx.observed_rows.setflags(write=False)
+            ctx.observed_y.setflags(write=False)
+            q = min(budget, len(free))
+            t0 = time.perf_counter()
+            proposal: Proposal = session.propose(ctx, q, stable_seed(strategy.name, seed, r))
+            elapsed = time.perf_counter() - t0
+            picked = np.asarray(proposal.rows, np.int64).ravel()
+            _check_picks(picked, observed_rows, n, q, strategy.name)
+            labels = np.asarray(oracle.evaluate(pool, picked), np.float64)
+            observed_rows = np.concatenate([observed_rows, picked])
+            observed_y = np.concatenate([observed_y, labels])
+            record(r, picked, proposal.prediction, free, getattr(proposal, "mode", "") or "")
+            timings.append({"strategy": strategy.name, "seed": int(seed), "round": r,
+                            "seconds": elapsed,
+                            **{f"seconds_{k}": float(v)
+                               for k, v in (getattr(proposal, "seconds", None) or {}).items()}})
+    finally:
+        getattr(session, "close", lambda: None)()
     return records, timings
+
+
+def initial_rows(scenario: Scenario, seed: int, n_init: int) -> np.ndarray:
+    """The ``n_init`` random initial rows int64 ``[n_init]`` of a campaign: seeded by the
+    scenario name and ``seed`` only, so every strategy starts from the same rows."""
+    n = len(scenario.pool)
+    rng = np.random.default_rng(stable_seed("init", scenario.name, seed))
+    return rng.choice(n, size=min(n_init, n), replace=False).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------- parallel driver
@@ -248,6 +274,8 @@ def _task(spec: tuple[int, int]) -> tuple[int, int, list[dict], list[dict]]:
     strategy = w["strategies"][s_index]
     if isinstance(strategy, str):
         strategy = make_strategy(strategy, w["surrogate_settings"], w["policy_kw"], w["coverage"])
+    if isinstance(strategy, CampaignStrategy) and w.get("setup") is not None:
+        strategy = strategy.configure(w["setup"])
     recs, times = run_campaign(
         w["scenario"], w["bags"], strategy, seed,
         rounds=w["rounds"], budget=w["budget"], n_init=w["n_init"], alpha=w["alpha"],
@@ -275,7 +303,7 @@ class SimulationResult:
 
 def simulate(
     scenario: Scenario,
-    strategies: Sequence[str | Strategy] = ("mil-ucb", "gp-ei", "random"),
+    strategies: Sequence[str | Strategy] = ("mil-ucb", "gp-ei", "baybe", "random"),
     *,
     seeds: int | Sequence[int] = 3,
     rounds: int = 10,
@@ -295,15 +323,22 @@ def simulate(
     coverage: bool = True,
     plots: bool = True,
     progress: bool = False,
+    recipe: str | None = None,
+    campaigns_dir: str | Path | None = None,
+    min_train: int | None = None,
+    skip: Collection[tuple[str, int]] = (),
+    on_campaign: Callable[[str, int, list[dict], list[dict]], None] | None = None,
 ) -> SimulationResult:
     """Backtest ``strategies`` on ``scenario`` over ``seeds`` x ``rounds`` rounds of ``budget``.
 
     Args:
         scenario: pool, oracle and hidden truth.
-        strategies: names (see :data:`activemil.simulate.STRATEGIES`) or Strategy objects.
+        strategies: names (see :data:`activemil.simulate.STRATEGIES`) or Strategy objects;
+            ``baybe`` is skipped with one printed line when BayBE is not installed.
         seeds: number of seeds (0..S-1) or explicit seeds.
         rounds, budget: rounds after the initial batch, picks per round.
-        n_init: size of the random initial batch (default ``budget``).
+        n_init: size of the random initial batch (default ``budget``; 0 = none, campaigns then
+            start with their own space-filling batches).
         jobs: worker processes; campaigns (strategy, seed) run in parallel, 1 thread each.
         outdir: write ``records.csv``, ``summary.csv``, ``summary.md``, ``timings.csv``,
             ``settings.json``, ``best_so_far.png``, ``coverage.png`` there.
@@ -311,7 +346,17 @@ def simulate(
             ``feature_seed``, ``n_sites``, ``bag_mode``, ``cache_dir``).
         surrogate_settings: keyword settings for ``make_surrogate``; ``policy_kw`` for
             ``propose_batch``; ``alpha``: policy miscoverage level.
-        coverage: score interval coverage on the not-yet-picked pool each round.
+        coverage: score interval coverage on the not-yet-picked pool each round (campaign
+            strategies: from ``ProposalResult.pool_prediction`` when the campaign has one).
+        cache_dir: feature cache shared by every temporary campaign (default
+            ``outdir/features``, else a temporary directory); features are built once, first.
+        recipe: structure recipe of the campaigns (default: the scenario's; composition-only
+            scenarios use ``oxide``).
+        campaigns_dir: keep the campaign directories there (``<strategy>/seed-<k>``) instead of
+            deleting them; ``min_train``: campaigns' measurements before the surrogate.
+        skip: (strategy name, seed) campaigns not to run (e.g. finished in an earlier run).
+        on_campaign: called in this process as ``on_campaign(strategy, seed, records,
+            timings)`` as soon as each campaign finishes (for incremental, resumable output).
     """
     if rounds < 1 or budget < 1:
         raise InputError(f"rounds={rounds} and budget={budget} must both be at least 1.")
@@ -321,13 +366,20 @@ def simulate(
     if len(set(seed_list)) != len(seed_list):
         raise InputError(f"Seeds {seed_list} repeat a value; give distinct seeds.")
     n_init = budget if n_init is None else int(n_init)
-    if n_init < 1:
-        raise InputError(f"--init {n_init} must be at least 1 (a campaign starts from data).")
+    if n_init < 0:
+        raise InputError(f"--init {n_init} must be 0 or more.")
     if n_init + budget > len(scenario.pool):
         raise InputError(
             f"The pool has {len(scenario.pool)} candidates, too few for --init {n_init} plus "
             f"--budget {budget}; lower them or use a larger table."
         )
+    strategies = list(strategies)
+    if "baybe" in strategies:
+        from activemil.simulate.peers import baybe_available, say_baybe_missing
+
+        if not baybe_available():
+            say_baybe_missing()
+            strategies = [s for s in strategies if s != "baybe"]
     strategy_objs = [make_strategy(s, surrogate_settings, policy_kw, coverage)
                      if isinstance(s, str) else s for s in strategies]
     names = [s.name for s in strategy_objs]
@@ -340,15 +392,32 @@ def simulate(
                           mode=bag_mode, cache_dir=cache_dir, jobs=jobs, progress=progress)
     if bags is not None and tuple(bags.ids) != tuple(scenario.pool.ids):
         raise InputError("The feature bags do not match the pool's candidates; rebuild them.")
+    setup, tmp_features = None, None
+    if any(isinstance(s, CampaignStrategy) for s in strategy_objs):
+        if cache_dir is None and outdir is not None:
+            cache_dir = Path(outdir) / "features"
+        if cache_dir is None:
+            import tempfile
+
+            tmp_features = tempfile.TemporaryDirectory(prefix="activemil-features-")
+            cache_dir = tmp_features.name
+        setup = campaign_setup(scenario, cache_dir, encoder=encoder, feature_seed=feature_seed,
+                               n_sites=n_sites, bag_mode=bag_mode, recipe=recipe,
+                               campaigns_dir=campaigns_dir, min_train=min_train, jobs=jobs,
+                               progress=progress)
 
     payload = {
         "scenario": scenario, "bags": bags, "rounds": rounds, "budget": budget,
         "n_init": n_init, "alpha": alpha, "coverage": coverage,
         "surrogate_settings": dict(surrogate_settings or {}),
         "policy_kw": dict(policy_kw or {}),
-        "strategies": list(strategies),
+        "strategies": list(strategies), "setup": setup,
     }
-    tasks = [(i, s) for i in range(len(strategy_objs)) for s in seed_list]
+    skip = {(str(a), int(b)) for a, b in skip}
+    tasks = [(i, s) for i in range(len(strategy_objs)) for s in seed_list
+             if (names[i], s) not in skip]
+    if not tasks:
+        raise InputError("Every requested campaign is in skip; nothing to run.")
     results: dict[tuple[int, int], tuple[list[dict], list[dict]]] = {}
     if jobs <= 1:
         _WORKER.clear()
@@ -357,6 +426,8 @@ def simulate(
             for t in tasks:
                 i, s, recs, times = _task(t)
                 results[(i, s)] = (recs, times)
+                if on_campaign is not None:
+                    on_campaign(names[i], s, recs, times)
                 if progress:
                     print(f"done {names[i]} seed {s}", flush=True)
         finally:
@@ -366,11 +437,15 @@ def simulate(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                  initargs=(payload,)) as ex:
             futures = {ex.submit(_task, t): t for t in tasks}
-            for fut in futures:
+            for fut in as_completed(futures):
                 i, s, recs, times = fut.result()
                 results[(i, s)] = (recs, times)
+                if on_campaign is not None:
+                    on_campaign(names[i], s, recs, times)
                 if progress:
                     print(f"done {names[i]} seed {s}", flush=True)
+    if tmp_features is not None:  # (also removed by its finalizer if a campaign failed)
+        tmp_features.cleanup()
     records = pd.DataFrame([r for t in tasks for r in results[t][0]])
     timings = pd.DataFrame([r for t in tasks for r in results[t][1]])
     summary = summarize(records, scenario, budget=budget, n_init=n_init)
@@ -384,12 +459,46 @@ def simulate(
                 "strategies": names, "seeds": seed_list, "rounds": rounds, "budget": budget,
                 "n_init": n_init, "alpha": alpha, "feature_seed": feature_seed,
                 "n_sites": n_sites, "bag_mode": bag_mode,
+                "campaign_recipe": setup.recipe if setup is not None else None,
                 "surrogate_settings": dict(surrogate_settings or {}),
                 "oracle": getattr(scenario.oracle, "settings", dict)(),
             },
             plots=plots,
         )
     return SimulationResult(records=records, summary=summary, timings=timings, paths=paths)
+
+
+def campaign_setup(
+    scenario: Scenario,
+    cache_dir: str | Path,
+    *,
+    encoder: str = "zones",
+    feature_seed: int = 0,
+    n_sites: int | None = None,
+    bag_mode: str = "sampled",
+    recipe: str | None = None,
+    campaigns_dir: str | Path | None = None,
+    min_train: int | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+) -> CampaignSetup:
+    """Featurize the scenario's pool once into the content-addressed cache ``cache_dir`` (with
+    the settings the campaigns will use) and return the :class:`CampaignSetup` whose campaigns
+    link their ``derived/features`` to it, so no campaign featurizes again."""
+    from activemil.featurize import featurize_pool, get_encoder
+    from activemil.structures import get_recipe
+
+    name = campaign_recipe(scenario, recipe)
+    featurize = {"seed": int(feature_seed), "n_sites": n_sites, "mode": bag_mode}
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    featurize_pool(scenario.pool, get_recipe(name), get_encoder(encoder), seed=int(feature_seed),
+                   n_sites=n_sites, mode=bag_mode, cache_dir=cache_dir, jobs=jobs,
+                   progress=progress)
+    return CampaignSetup(recipe=name, encoder=encoder, featurize=featurize,
+                         features_dir=cache_dir.resolve(),
+                         root=Path(campaigns_dir) if campaigns_dir is not None else None,
+                         min_train=min_train)
 
 
 # ---------------------------------------------------------------------------- summaries

@@ -7,7 +7,6 @@ hands a strategy the oracle or the hidden truth.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -17,28 +16,33 @@ import numpy as np
 from activemil.errors import InputError
 from activemil.space import CandidatePool
 
-#: built-in strategy name -> (surrogate kind for make_surrogate, acquisition policy)
+#: built-in strategy name -> (campaign surrogate kind, acquisition policy); kind ``None`` marks
+#: a peer that runs in the runner, not through a campaign (``random``, ``gp-ei``, ``baybe``)
 STRATEGIES: dict[str, tuple[str | None, str]] = {
     "mil-ucb": ("mil", "ucb"),
     "mil-thompson": ("mil", "thompson"),
     "mil-kg": ("mil", "kg"),
-    "mil-logei": ("mil", "logei"),
-    "gp-ei": ("gp", "logei"),
+    "mil-lognei": ("mil", "lognei"),
+    "mil-greedy": ("mil", "greedy"),
     "gp-ucb": ("gp", "ucb"),
+    "gp-kg": ("gp", "kg"),
+    "gp-ei": (None, "gp-ei"),
+    "baybe": (None, "baybe"),
     "random": (None, "random"),
 }
+#: strategies that run beside the campaigns with the same initial rows (honest peers)
+PEERS: tuple[str, ...] = ("gp-ei", "baybe", "random")
 _KINDS = ("mil", "conjunctive", "mean", "max", "gp", "hybrid")
 _POLICIES = ("ucb", "thompson", "kg", "logei", "lognei", "greedy", "random")
 
-
-
 #: small, fast surrogate settings for quick backtests (``activemil simulate --fast``,
-#: ``benchmarks/campaign.py --quick``): 1 network per fold, 3 folds, short training
+#: ``benchmarks/campaign.py --fast``): 1 network per fold, 3 folds, short training
 FAST_SURROGATE_SETTINGS: dict[str, dict[str, int]] = {
     "mil": {"n_members": 1, "n_folds": 3, "max_epochs": 80, "min_epochs": 20, "patience": 15,
             "small_n_epochs": 60},
     "gp": {"n_folds": 3},
 }
+
 
 @dataclass(frozen=True)
 class StrategyContext:
@@ -78,16 +82,24 @@ class Proposal:
         prediction: a ``surrogates.Prediction`` over the whole pool (aligned with it), used by
             the runner for interval coverage on not-yet-picked rows; ``None`` if no surrogate.
         notes: free text (e.g. acquisition notes).
+        mode: how the batch was chosen (``model``, ``space-filling``, ``random``, ...).
+        seconds: named wall times of parts of the round (s), e.g. ``{"ingest": 0.1}``.
     """
 
     rows: np.ndarray
     prediction: Any = None
     notes: list[str] = field(default_factory=list)
+    mode: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable
 class Strategy(Protocol):
-    """Picks ``q`` unobserved rows per round. ``needs_features``: whether it uses bags."""
+    """Picks ``q`` unobserved rows per round. ``needs_features``: whether it uses bags.
+
+    A strategy with per-campaign state may also define ``start(scenario, seed) -> Strategy``
+    (a session used for that one campaign, then ``close()``d); the runner calls it first.
+    """
 
     name: str
     needs_features: bool
@@ -104,69 +116,8 @@ class RandomStrategy:
     def propose(self, ctx: StrategyContext, q: int, seed: int) -> Proposal:
         free = ctx.unobserved_rows
         rng = np.random.default_rng(seed)
-        return Proposal(rows=rng.choice(free, size=min(q, len(free)), replace=False))
-
-
-class SurrogateStrategy:
-    """Fit ``make_surrogate(kind, **settings)`` on the picked bags, then ``propose_batch``.
-
-    Args:
-        name: strategy label; ``kind``: surrogate kind; ``policy``: acquisition policy.
-        settings: keyword settings for ``make_surrogate`` (e.g. epochs, ensemble size).
-        policy_kw: extra keyword arguments for ``propose_batch``.
-        coverage: also predict the whole pool so the runner can score interval coverage.
-    """
-
-    needs_features = True
-
-    def __init__(
-        self,
-        name: str,
-        kind: str,
-        policy: str,
-        settings: Mapping[str, Any] | None = None,
-        policy_kw: Mapping[str, Any] | None = None,
-        coverage: bool = True,
-    ) -> None:
-        self.name, self.kind, self.policy = name, kind, policy
-        self.settings = dict(settings or {})
-        self.policy_kw = dict(policy_kw or {})
-        self.coverage = coverage
-
-    def _surrogate(self, seed: int):
-        from activemil.surrogates import make_surrogate
-
-        settings = dict(self.settings)
-        try:
-            params = inspect.signature(make_surrogate).parameters
-            takes_seed = "seed" in params or any(
-                p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-            )
-        except (TypeError, ValueError):
-            takes_seed = False
-        if takes_seed and "seed" not in settings:
-            settings["seed"] = int(seed % (2**31 - 1))
-        return make_surrogate(self.kind, **settings)
-
-    def propose(self, ctx: StrategyContext, q: int, seed: int) -> Proposal:
-        import torch
-
-        from activemil.acquisition import propose_batch
-
-        if ctx.bags is None:
-            raise InputError(f"Strategy {self.name} needs feature bags; none were built.")
-        torch.manual_seed(seed % (2**63 - 1))
-        train = ctx.bags.subset(ctx.observed_rows)
-        surrogate = self._surrogate(seed).fit(train, np.asarray(ctx.observed_y, np.float64))
-        observed_ids = [ctx.pool.ids[i] for i in ctx.observed_rows]
-        table = propose_batch(
-            surrogate, ctx.bags, q, self.policy, maximize=ctx.maximize, exclude=observed_ids,
-            pending=(), seed=int(seed % (2**31 - 1)), alpha=ctx.alpha, **self.policy_kw,
-        )
-        rows = np.asarray([ctx.pool.index(cid) for cid in table["id"]], np.int64)
-        prediction = surrogate.predict(ctx.bags) if self.coverage else None
-        return Proposal(rows=rows, prediction=prediction,
-                        notes=list(table.attrs.get("notes", []) or []))
+        return Proposal(rows=rng.choice(free, size=min(q, len(free)), replace=False),
+                        mode="random")
 
 
 def make_strategy(
@@ -176,8 +127,10 @@ def make_strategy(
     coverage: bool = True,
 ) -> Strategy:
     """Strategy from a name: one of :data:`STRATEGIES` or ``"<surrogate kind>-<policy>"``
-    (e.g. ``mean-ucb``, ``conjunctive-thompson``). ``settings`` go to ``make_surrogate``;
-    a dict keyed by surrogate kind (``{"mil": {...}, "gp": {...}}``) gives per-kind settings."""
+    (e.g. ``mean-ucb``, ``gp-thompson``), which runs a temporary campaign with that surrogate
+    kind and acquisition policy. ``settings`` go to the campaign's surrogate; a dict keyed by
+    surrogate kind (``{"mil": {...}, "gp": {...}}``) gives per-kind settings. ``policy_kw``
+    become the campaign's acquisition settings."""
     name = name.strip()
     if name in STRATEGIES:
         kind, policy = STRATEGIES[name]
@@ -190,8 +143,14 @@ def make_strategy(
                 f"{'/'.join(_POLICIES)}."
             )
     if kind is None:
-        return RandomStrategy()
+        if policy == "random":
+            return RandomStrategy()
+        from activemil.simulate.peers import BayBEStrategy, GPEIStrategy
+
+        return GPEIStrategy() if policy == "gp-ei" else BayBEStrategy()
+    from activemil.simulate.product import CampaignStrategy
+
     settings = dict(settings or {})
     if any(k in _KINDS for k in settings):  # per-kind settings: {"mil": {...}, "gp": {...}}
         settings = dict(settings.get(kind, {}) or {})
-    return SurrogateStrategy(name, kind, policy, settings, policy_kw, coverage)
+    return CampaignStrategy(name, kind, policy, settings, policy_kw, coverage)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
-import types
 
 import numpy as np
 import pandas as pd
@@ -236,79 +234,15 @@ def test_input_errors(tmp_path) -> None:
     with pytest.raises(InputError, match="too few"):
         simulate(sc, ["random"], seeds=1, rounds=1, budget=20, n_init=20)
     assert make_strategy("mean-ucb").name == "mean-ucb"
+    with pytest.raises(InputError, match="0 or more"):
+        simulate(sc, ["random"], seeds=1, rounds=1, budget=2, n_init=-1)
 
 
-def test_surrogate_strategy_wiring_and_coverage(monkeypatch) -> None:
-    """SurrogateStrategy against the surrogates/acquisition contracts with tiny stand-ins:
-    the picks come from propose_batch, coverage is scored on the unpicked pool."""
-    from activemil.surrogates import QUANTILE_LEVELS, Prediction
-
-    calls: dict[str, list] = {"fit_n": [], "exclude": []}
-
-    class LinearSurrogate:
-        def __init__(self, **settings):
-            self.settings = settings
-
-        def fit(self, bags, y):
-            x = np.hstack([bags.side, np.ones((len(bags), 1))])
-            self.coef = np.linalg.lstsq(x, y, rcond=None)[0]
-            self.sd = float(np.std(y - x @ self.coef) + 1e-3)
-            calls["fit_n"].append(len(y))
-            self.n_train = len(y)
-            return self
-
-        def predict(self, bags):
-            mu = np.hstack([bags.side, np.ones((len(bags), 1))]) @ self.coef
-            z = np.array([-1.96, -1.64, -1.28, -0.84, 0, 0.84, 1.28, 1.64, 1.96])
-            q = mu[:, None] + 3 * self.sd * z[None, :]
-            assert q.shape[1] == len(QUANTILE_LEVELS)
-            return Prediction(ids=bags.ids, quantiles=q, member_quantiles=q[None],
-                              attention=None, embedding=np.zeros((len(bags), 1)),
-                              strata=bags.strata)
-
-    def propose_batch(surrogate, bags, q, policy, *, maximize=True, exclude=(), pending=(),
-                      seed=0, alpha=0.1, **kw):
-        calls["exclude"].append(set(exclude))
-        pred = surrogate.predict(bags)
-        lo, hi = pred.interval(alpha)
-        score = hi if maximize else -lo
-        order = [i for i in np.argsort(-score, kind="stable") if bags.ids[i] not in exclude]
-        return pd.DataFrame({"rank": range(q), "id": [bags.ids[i] for i in order[:q]]})
-
-    monkeypatch.setattr("activemil.surrogates.make_surrogate", lambda kind, **s: LinearSurrogate(**s),
-                        raising=False)
-    monkeypatch.setitem(sys.modules, "activemil.acquisition",
-                        types.SimpleNamespace(propose_batch=propose_batch))
-    sc = Scenario.from_table(small_table(100), "activity", "maximize", name="small")
-    bags = composition_bags(sc.pool)
-    res = simulate(sc, ["gp-ucb", "random"], seeds=2, rounds=3, budget=4, n_init=6, bags=bags,
-                   plots=True)
-    assert calls["fit_n"] == [6, 10, 14] * 2
-    rec = res.records[res.records.strategy == "gp-ucb"]
-    for ex, picked in zip(calls["exclude"], rec[rec["round"] > 0]["picked"]):
-        assert not ex & set(picked.split(";"))
-    cov = rec.loc[rec["round"] > 0, ["coverage_05", "coverage_10", "coverage_20"]].to_numpy()
-    assert np.all((cov >= 0) & (cov <= 1))
-    assert np.all(cov[:, 0] >= cov[:, 2])  # wider intervals cover at least as much
-    assert rec.loc[rec["round"] == 0, "coverage_10"].isna().all()
-    w = rec.loc[rec["round"] > 0, ["width_05", "width_20"]].to_numpy()
-    assert np.all(w[:, 0] > w[:, 1])
-    assert res.summary.set_index("strategy").loc["gp-ucb", "coverage_10_mean"] > 0
-
-
-def test_real_surrogate_strategies_run() -> None:
-    """mil-ucb and gp-ei through the real make_surrogate / propose_batch (tiny settings)."""
-    pytest.importorskip("activemil.acquisition.propose")
-    sc = Scenario.from_table(small_table(60, seed=4), "activity", "maximize", name="tiny")
-    bags = composition_bags(sc.pool)
-    settings = {"mil": {"n_members": 1, "n_folds": 3, "max_epochs": 30, "min_epochs": 5,
-                        "patience": 5, "small_n_epochs": 30},
-                "gp": {"n_folds": 3}}
-    a = simulate(sc, ["mil-ucb", "gp-ei"], seeds=[0], rounds=2, budget=3, n_init=8, bags=bags,
-                 surrogate_settings=settings, plots=False)
-    b = simulate(sc, ["mil-ucb", "gp-ei"], seeds=[0], rounds=2, budget=3, n_init=8, bags=bags,
-                 surrogate_settings=settings, plots=False)
-    pd.testing.assert_frame_equal(a.records, b.records)
-    rec = a.records[a.records["round"] > 0]
-    assert rec["coverage_10"].between(0, 1).all() and (rec["width_10"] > 0).all()
-    assert list(a.records.groupby("strategy")["n_evaluated"].max()) == [14, 14]
+def test_init_zero_starts_without_a_round_zero() -> None:
+    sc = Scenario.from_table(small_table(40), "activity", "maximize")
+    res = simulate(sc, ["random", "gp-ei"], seeds=[0], rounds=2, budget=3, n_init=0,
+                   plots=False)
+    rec = res.records
+    assert set(rec["round"]) == {1, 2} and set(rec["n_evaluated"]) == {3, 6}
+    gp = rec[rec.strategy == "gp-ei"].set_index("round")["mode"]
+    assert gp[1] == "random" and gp[2] == "model"  # a GP needs 2 observations
