@@ -1,13 +1,13 @@
-"""Wall time of a q=8 proposal per policy on the 10,626-candidate Ag-Ir-Pd-Pt-Ru pool.
+"""Wall time of a q=8 proposal on the 10,626-candidate Ag-Ir-Pd-Pt-Ru pool, side by side with BayBE.
 
-Fits the conformal MIL surrogate (zones features, sampled fcc111 bags) and the GP baseline on
-the same ~100 labelled rows, then times ``propose_batch`` for every policy on both, in one run::
+Labels ``--labels`` random rows of the bundled ORR table, fits the product's MIL surrogate once
+(zones features, cached; its training time is printed apart, because a campaign fits it once
+per round and reuses it), then times, per policy, what ``activemil propose`` does on every
+call: the MIL pool prediction, the calibrated posterior (fit + K-fold calibration) and the
+policy. In the same run, BayBE's default campaign on the same pool and labels times
+``recommend(8)``; the ratio column is activemil / BayBE::
 
-    python benchmarks/propose.py                      # real surrogates (features cached)
-    python benchmarks/propose.py --tables             # synthetic tables: M=15, N=10626, d=64
-
-Timing columns: ``predict`` = one pass of the surrogate over the pool (inside propose_batch),
-``acquisition`` = the policy itself, ``total`` = the whole propose_batch call.
+    python benchmarks/propose.py --labels 64 --policies ucb,thompson,kg,lognei
 """
 
 from __future__ import annotations
@@ -15,118 +15,103 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-
-from activemil.acquisition import POLICIES, PoolTables, propose_batch, propose_from_tables
-
-ELEMENTS = ("Ag", "Ir", "Pd", "Pt", "Ru")
-VARIANTS: tuple[tuple[str, str, dict], ...] = tuple(
-    (p, p, {}) for p in POLICIES
-) + (("ucb (qucb)", "ucb", {"batch": "qucb"}),)
 
 
-def _synthetic_tables(n: int = 10_626, m: int = 15, d: int = 64, n_train: int = 100,
-                      seed: int = 0) -> PoolTables:
-    from activemil.acquisition import NORMAL_SCORES
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--labels", type=int, default=64)
+    ap.add_argument("--q", type=int, default=8)
+    ap.add_argument("--policies", default="ucb,thompson,kg,lognei,greedy")
+    ap.add_argument("--fast", action="store_true", help="fast MIL settings (1 x 3 networks)")
+    ap.add_argument("--no-baybe", action="store_true")
+    ap.add_argument("--cache", type=Path, default=Path("out/feature-cache"))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    import torch
 
-    rng = np.random.default_rng(seed)
-    emb = np.maximum(rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d), 0)
-    f = np.tanh(emb @ rng.normal(size=d) / np.sqrt(d)) + 0.3 * emb @ rng.normal(size=d) / d
-    sd = 0.05 + 0.1 * rng.random(n)
-    med = f[None] + 0.03 * rng.normal(size=(m, n))
-    mq = med[..., None] + sd[None, :, None] * NORMAL_SCORES.numpy()
-    rows = rng.choice(n, n_train, replace=False)
-    y = f[rows] + 0.05 * rng.normal(size=n_train)
-    return PoolTables(
-        ids=tuple(f"c{i}" for i in range(n)), member_quantiles=mq,
-        quantiles=np.sort(mq.mean(0), axis=-1), embedding=emb, strata=np.full(n, 5),
-        train_embedding=emb[rows], train_residual=y - med.mean(0)[rows] + 0.05 * rng.normal(
-            size=n_train), train_y=y, meta={"train_rows": rows},
-    )
-
-
-def _time_tables(q: int, seed: int) -> list[dict]:
-    t0 = time.perf_counter()
-    t = _synthetic_tables()
-    print(f"synthetic tables (M=15, N={t.n}, d=64) built in {time.perf_counter() - t0:.1f} s")
-    measured = [t.ids[i] for i in t.meta["train_rows"]]
-    out = []
-    for name, policy, kw in VARIANTS:
-        t1 = time.perf_counter()
-        df = propose_from_tables(t, q, policy, maximize=True, exclude=measured, seed=seed, **kw)
-        out.append({"surrogate": "tables", "policy": name, "predict_s": 0.0,
-                    "acquisition_s": time.perf_counter() - t1,
-                    "total_s": time.perf_counter() - t1, "shortlist": df.attrs["shortlist"]})
-        print(f"  {name:<12} {out[-1]['acquisition_s']:7.2f} s")
-    return out
-
-
-def _real(q: int, seed: int, n_label: int, cache: Path, jobs: int) -> list[dict]:
-    from activemil.data import data_path
-    from activemil.featurize import ZonesEncoder, featurize_pool
-    from activemil.space.design import CandidatePool
-    from activemil.structures.fcc111 import FCC111Recipe
+    torch.set_num_threads(1)
+    from activemil.acquisition import build_posterior, propose_from_posterior
+    from activemil.simulate.runner import build_bags
+    from activemil.simulate.scenario import Scenario
+    from activemil.simulate.strategies import FAST_SURROGATE_SETTINGS
     from activemil.surrogates import make_surrogate
 
-    grid = pd.read_csv(data_path("agirpdptru_orr_grid.csv"))
-    pool = CandidatePool(ELEMENTS, grid[list(ELEMENTS)].to_numpy())
+    print(f"{datetime.now():%Y-%m-%d %H:%M}, {platform.node()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}, torch {torch.__version__}")
+    sc = Scenario.from_dataset("agirpdptru-orr")
     t0 = time.perf_counter()
-    bags = featurize_pool(pool, FCC111Recipe(), ZonesEncoder(), seed=0, cache_dir=cache,
-                          jobs=jobs)
-    print(f"featurized {len(bags)} bags {bags.features.shape} in {time.perf_counter() - t0:.1f} s")
-    rng = np.random.default_rng(seed)
-    train = rng.choice(len(pool), n_label, replace=False)
-    y = grid["activity"].to_numpy()[train]
-    measured = [bags.ids[i] for i in train]
-    out = []
-    for kind in ("mil", "gp"):
+    bags = build_bags(sc, cache_dir=args.cache)
+    print(f"features: {len(bags)} bags in {time.perf_counter() - t0:.1f} s (cached after the first run)")
+    rng = np.random.default_rng(args.seed)
+    tr = rng.choice(len(sc.pool), args.labels, replace=False)
+    y = sc.reference[tr]
+    ids = [sc.pool.ids[i] for i in tr]
+    settings = dict(FAST_SURROGATE_SETTINGS["mil"]) if args.fast else {}
+    t0 = time.perf_counter()
+    mil = make_surrogate("mil", seed=args.seed, **settings).fit(bags.subset(tr), y)
+    t_train = time.perf_counter() - t0
+    print(f"MIL training on {args.labels} labels ({'fast' if args.fast else 'default 3x5'}): "
+          f"{t_train:.1f} s (once per round, outside the proposal)")
+
+    rows = []
+    for policy in args.policies.split(","):
         t0 = time.perf_counter()
-        sur = make_surrogate(kind, seed=seed).fit(bags.subset(train), y)
-        print(f"fitted {kind} on {n_label} rows in {time.perf_counter() - t0:.1f} s")
-        for name, policy, kw in VARIANTS:
-            df = propose_batch(sur, bags, q, policy, maximize=True, exclude=measured, seed=seed,
-                               **kw)
-            tot, pred = df.attrs["seconds"], df.attrs["predict_seconds"]
-            out.append({"surrogate": kind, "policy": name, "predict_s": pred,
-                        "acquisition_s": tot - pred, "total_s": tot,
-                        "shortlist": df.attrs["shortlist"]})
-            print(f"  {kind:<4} {name:<12} predict {pred:6.2f} s  acquisition "
-                  f"{tot - pred:6.2f} s  total {tot:6.2f} s  {df.attrs['notes'][-1:] or ''}")
-    return out
+        pred = mil.predict(bags)
+        t1 = time.perf_counter()
+        post, _ = build_posterior(bags, ids, y, surrogate=mil, maximize=True, seed=args.seed)
+        t2 = time.perf_counter()
+        propose_from_posterior(post, args.q, policy, exclude=ids, seed=args.seed,
+                               attention=pred.attention)
+        t3 = time.perf_counter()
+        rows.append({"method": f"activemil {policy}", "mil_predict_s": t1 - t0,
+                     "posterior_s": t2 - t1, "policy_s": t3 - t2, "total_s": t3 - t0})
+        # the plain composition GP posterior (no MIL), same policy
+        t0 = time.perf_counter()
+        post, _ = build_posterior(bags, ids, y, maximize=True, seed=args.seed)
+        t1 = time.perf_counter()
+        propose_from_posterior(post, args.q, policy, exclude=ids, seed=args.seed)
+        t2 = time.perf_counter()
+        rows.append({"method": f"activemil gp-{policy}", "mil_predict_s": 0.0,
+                     "posterior_s": t1 - t0, "policy_s": t2 - t1, "total_s": t2 - t0})
+        print(pd.DataFrame(rows[-2:]).round(2).to_string(index=False, header=len(rows) == 2), flush=True)
 
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--tables", action="store_true", help="synthetic tables instead of surrogates")
-    ap.add_argument("--q", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--labels", type=int, default=100, help="labelled rows to fit on")
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get(
-        "ACTIVEMIL_CACHE", Path.home() / ".cache" / "activemil" / "features")))
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(f"{datetime.now().isoformat(timespec='seconds')}  {platform.node()}  "
-          f"{platform.processor() or platform.machine()}  cpus={os.cpu_count()}  "
-          f"torch threads={torch.get_num_threads()}  python {sys.version.split()[0]}")
-    print("command: python benchmarks/propose.py " + " ".join(argv or sys.argv[1:]))
-    rows = _time_tables(args.q, args.seed) if args.tables else _real(
-        args.q, args.seed, args.labels, args.cache, args.jobs)
-    table = pd.DataFrame(rows)
-    wide = table.pivot(index="policy", columns="surrogate", values="total_s")
-    wide = wide.reindex([v[0] for v in VARIANTS])
-    print(f"\nq={args.q} proposal wall time (s, propose_batch end to end):")
-    print(wide.round(2).to_string())
-    print("\nper-row detail:")
-    print(table.round(3).to_string(index=False))
+    baybe_s = float("nan")
+    if not args.no_baybe:
+        try:
+            from baybe import Campaign
+            from baybe.parameters import NumericalDiscreteParameter
+            from baybe.searchspace import SearchSpace
+            from baybe.targets import NumericalTarget
+        except ImportError:
+            print("baybe is not installed (pip install 'activemil[peers]'); skipping it")
+        else:
+            els = list(sc.pool.elements)
+            df = pd.DataFrame(sc.pool.fractions, columns=els)
+            params = [NumericalDiscreteParameter(name=e, values=tuple(np.unique(df[e]))) for e in els]
+            t0 = time.perf_counter()
+            camp = Campaign(searchspace=SearchSpace.from_dataframe(df, params),
+                            objective=NumericalTarget(name="activity"),
+                            allow_recommending_already_measured=False)
+            meas = df.iloc[tr].copy()
+            meas["activity"] = y
+            camp.add_measurements(meas)
+            t1 = time.perf_counter()
+            camp.recommend(batch_size=args.q)
+            baybe_s = time.perf_counter() - t1
+            rows.append({"method": "baybe recommend", "mil_predict_s": 0.0,
+                         "posterior_s": 0.0, "policy_s": baybe_s, "total_s": baybe_s})
+            print(f"baybe: campaign setup + add_measurements {t1 - t0:.1f} s, recommend({args.q}) "
+                  f"{baybe_s:.1f} s")
+    out = pd.DataFrame(rows)
+    out["ratio_vs_baybe"] = out["total_s"] / baybe_s
+    print(f"\nq={args.q} on {len(sc.pool)} candidates, {args.labels} labels (seconds):")
+    print(out.round(2).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,8 @@ class PoolPosterior:
         train_rows: int64 ``[n]`` pool rows of the training points (-1 if not in the pool).
         y_mean, y_std: standardisation of the raw target; ``maximize``: orientation.
         scale: calibration factor ``c`` (posterior sd multiplier).
+        cv_mse: K-fold cross-validated mean squared error of the mean (standardised units).
+        choice: the model choice this posterior won (see ``build_posterior``).
         loo_coverage: cross-validated coverage of the calibrated ``1 - alpha`` interval.
         notes: one-line remarks for the user.
     """
@@ -126,7 +128,9 @@ class PoolPosterior:
     loo_coverage: float
     n_embedding: int
     prior: bool
+    cv_mse: float = float("nan")
     notes: list[str] = field(default_factory=list)
+    choice: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -223,8 +227,9 @@ def loo_scores(model: SingleTaskGP) -> tuple[np.ndarray, np.ndarray]:
 def cv_scores(
     train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
     seed: int = 0,
-) -> np.ndarray:
-    """K-fold cross-validated normalised residuals ``|y_i - mu_{-k(i)}| / sd_{-k(i)}`` ``[n]``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """K-fold cross-validated residuals ``y_i - mu_{-k(i)}`` and their normalised size
+    ``|y_i - mu_{-k(i)}| / sd_{-k(i)}``: ``([n], [n])`` (NaN where a fold could not be fitted).
 
     Each fold's GP is refitted (hyper-parameters included) without that fold, so the scores
     are honest about hyper-parameter overfitting, which closed-form LOO with the full-data
@@ -242,6 +247,7 @@ def cv_scores(
     fold_of_group[perm] = np.arange(n_groups) % k_folds
     fold = fold_of_group[g]
     z = np.full(n, np.nan)
+    resid = np.full(n, np.nan)
     for k in range(k_folds):
         te = fold == k
         if te.all() or (~te).sum() < 2:
@@ -251,8 +257,9 @@ def cv_scores(
             p = m.posterior(train_X[te], observation_noise=True)
             mu = p.mean.reshape(-1).numpy()
             sd = p.variance.reshape(-1).clamp_min(1e-12).sqrt().numpy()
-        z[te] = np.abs(train_Y[te, 0].numpy() - mu) / sd
-    return z
+        resid[te] = train_Y[te, 0].numpy() - mu
+        z[te] = np.abs(resid[te]) / sd
+    return resid, z
 
 
 def calibration_factor(z_abs: np.ndarray, alpha: float) -> tuple[float, float, str]:
@@ -288,7 +295,7 @@ def fit_pool_posterior(
     prior_median: np.ndarray | None = None,
     prior_train: np.ndarray | None = None,
     embedding: np.ndarray | None = None,
-    embedding_dims: int = 2,
+    embedding_dims: int = 0,
     alpha: float = 0.1,
     n_folds: int = 5,
     seed: int = 0,
@@ -359,7 +366,7 @@ def fit_pool_posterior(
     train_Y = torch.as_tensor(yo, dtype=torch.float64).unsqueeze(-1)
 
     base = _fit(train_X, train_Y, d_kernel, prior, seed)
-    z = cv_scores(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed)
+    resid, z = cv_scores(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed)
     c, a_used, note = calibration_factor(z, alpha)
     if note:
         notes.append(note)
@@ -373,5 +380,7 @@ def fit_pool_posterior(
     return PoolPosterior(
         model=base, X=X, ids=tuple(ids), train_X=train_X, train_Y=train_Y,
         train_rows=train_rows, y_mean=y_mean, y_std=y_std, maximize=maximize, scale=c,
-        alpha=alpha, loo_coverage=loo_cov, n_embedding=n_emb, prior=prior, notes=notes,
+        alpha=alpha, loo_coverage=loo_cov, n_embedding=n_emb, prior=prior,
+        cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
+        notes=notes,
     )

@@ -87,19 +87,30 @@ def build_posterior(
     surrogate: Any = None,
     maximize: bool = True,
     alpha: float = 0.1,
-    embedding_dims: int = 2,
+    embedding_dims: int = 0,
+    model: str = "auto",
     seed: int = 0,
 ) -> tuple[PoolPosterior, Prediction | None]:
     """The calibrated posterior over the pool ``bags`` and the surrogate's own pool prediction.
 
+    Two candidate posteriors are fitted and compared out of fold: ``gp`` (composition GP,
+    constant mean) and, when a surrogate is given, ``mil`` (the same GP with the MIL ensemble's
+    median as prior mean, its out-of-fold median at the training points, plus
+    ``embedding_dims`` principal components of its bag embedding in the kernel). ``model="auto"``
+    keeps the one with the lower K-fold cross-validated squared error of the mean, and the GP
+    on ties or when the MIL variant cannot be scored, so it never picks a model that scores
+    worse than the GP; ``"gp"`` or ``"mil"`` pins one. The choice and both scores are in
+    ``posterior.choice``.
+
     Args:
         bags: the whole pool (a ``BagSet``; composition fractions are its first side columns).
         train_ids, train_y: measured ids (all in ``bags``) and values ``[n]`` (target units).
-        surrogate: a fitted MIL-type surrogate (prior mean from its median, out-of-fold median
-            at training points, embeddings), or ``None`` for a plain composition GP.
+        surrogate: a fitted MIL-type surrogate, or ``None`` for the composition GP alone.
     """
     from activemil.surrogates.base import composition_columns
 
+    if model not in ("auto", "gp", "mil"):
+        raise InputError(f"Unknown posterior model {model!r}; use auto, gp or mil.")
     index = {c: i for i, c in enumerate(bags.ids)}
     missing = [c for c in train_ids if c not in index]
     if missing:
@@ -107,16 +118,33 @@ def build_posterior(
     train_rows = np.array([index[c] for c in train_ids], dtype=np.int64)
     e = composition_columns(bags)
     comp = np.asarray(bags.side[:, :e], dtype=np.float64)
+    y = np.asarray(train_y, float)
+    common = dict(maximize=maximize, alpha=alpha, seed=seed)
+    fits: dict[str, PoolPosterior] = {}
     pred = None
-    kw: dict[str, Any] = {}
-    if surrogate is not None:
+    if model in ("auto", "gp") or surrogate is None:
+        fits["gp"] = fit_pool_posterior(comp, tuple(bags.ids), train_rows, y, **common)
+    if surrogate is not None and model in ("auto", "mil"):
         pred = surrogate.predict(bags)
         oof = getattr(surrogate, "oof_median", None)
-        kw = {"prior_median": pred.median, "embedding": pred.embedding,
-              "prior_train": None if oof is None or len(oof) != len(train_ids) else oof}
-    post = fit_pool_posterior(comp, tuple(bags.ids), train_rows, np.asarray(train_y, float),
-                              maximize=maximize, alpha=alpha, embedding_dims=embedding_dims,
-                              seed=seed, **kw)
+        fits["mil"] = fit_pool_posterior(
+            comp, tuple(bags.ids), train_rows, y, prior_median=pred.median,
+            prior_train=None if oof is None or len(oof) != len(train_ids) else oof,
+            embedding=pred.embedding, embedding_dims=embedding_dims, **common)
+    scores = {k: p.cv_mse for k, p in fits.items()}
+    if len(fits) == 1:
+        chosen = next(iter(fits))
+    else:
+        m, g = scores["mil"], scores["gp"]
+        chosen = "mil" if np.isfinite(m) and np.isfinite(g) and m < g else "gp"
+    post = fits[chosen]
+    post.choice = {"model": chosen, "pinned": model != "auto",
+                   "cv_mse": {k: (None if not np.isfinite(v) else round(float(v), 6))
+                              for k, v in scores.items()}}
+    if len(fits) > 1:
+        post.notes.append(
+            f"model choice: {chosen} (K-fold cross-validated MSE of the mean, standardised: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in scores.items()) + ")")
     return post, pred
 
 
@@ -247,8 +275,9 @@ def propose_batch(
     """
     t0 = time.perf_counter()
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
+    model = str(policy_kw.pop("model", "auto"))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate, maximize=maximize,
-                                 alpha=alpha, embedding_dims=dims, seed=seed)
+                                 alpha=alpha, embedding_dims=dims, model=model, seed=seed)
     t1 = time.perf_counter()
     kinds = tuple(str(k) for k in (getattr(bags, "meta", {}) or {}).get("site_kinds", ()))
     df = propose_from_posterior(

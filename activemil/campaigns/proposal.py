@@ -224,6 +224,7 @@ def _event_fields(
             d["surrogate"] = kind
             d["n_train"] = n_obs
             d["quantiles"] = r.get("quantiles")
+            d["posterior"] = r.get("posterior")
         out.append(d)
     return out
 
@@ -362,6 +363,8 @@ def _model_batch(
             "lo": r[f"lo_{a_key}"], "hi": r[f"hi_{a_key}"], "stratum": r.get("stratum"),
             "top_sites": r.get("top_sites", ""),
             "quantiles": {key: float(v) for key, v in zip(QUANTILE_KEYS, qs_all[k])},
+            "posterior": {**post.choice, "scale": round(float(post.scale), 4),
+                          "cv_coverage": round(float(post.loo_coverage), 4)},
         })
     notes = [str(n) for n in picked.attrs.get("notes", []) or []]
     return pd.DataFrame(out), notes, posterior_prediction(post, pred, np.asarray(bags.strata))
