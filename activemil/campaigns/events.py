@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from activemil.campaigns.store import utc_now
+from activemil.campaigns.store import host_name, utc_now
 
 KINDS = ("proposed", "submitted", "measured", "failed", "abandoned", "corrected")
 VIAS = ("dft", "synthesis")
@@ -33,8 +33,8 @@ def _who() -> str:
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry in some containers
-        user = str(os.getuid())
-    return f"{user}@{os.uname().nodename}"
+        user = str(getattr(os, "getuid", lambda: "user")())
+    return f"{user}@{host_name()}"
 
 
 def _clean(value: Any) -> Any:
