@@ -394,6 +394,8 @@ def scan_log(data: bytes, name: str, validate: Callable[[dict], str | None]) -> 
             good_length, needs_newline = len(data), True
         else:
             reason = reason or "last line is cut off (interrupted write)"
+    elif partial.strip(b" \t\r"):
+        reason = reason or "trailing NUL bytes (interrupted write)"
     elif nul_from is None:
         good_length = len(data)  # trailing spaces / blank partial: nothing lost, keep
     # an incomplete transaction at the end of the committed prefix was never acknowledged
