@@ -237,6 +237,7 @@ class Campaign:
         self.notices: list[str] = []
         self._noticed: set[str] = set()
         self._migrated_from: int | None = None
+        self.committed = 0  # events this object appended (for the Ctrl-C message)
         self._lock = FileLock(self.path / LOCK_FILE, f"Campaign {self.path}")
 
     def notice(self, message: str) -> None:
@@ -472,6 +473,7 @@ class Campaign:
                 data = b"\n" + data
             self._lock.verify()
             append_bytes(self.events_path, data)
+            self.committed += len(events)
             self._upgrade_config()
 
     def _repair(self) -> LogScan:

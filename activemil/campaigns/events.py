@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from activemil.campaigns.store import host_name, utc_now
@@ -29,6 +30,7 @@ def new_event_id() -> str:
     return f"ev-{t}-{secrets.token_hex(3)}"
 
 
+@lru_cache(maxsize=1)
 def _who() -> str:
     try:
         user = getpass.getuser()
