@@ -215,9 +215,13 @@ def _default_of(loc: tuple) -> Any:
         if not fields or part not in fields:
             return None
         info = fields[part]
+        if info.is_required():
+            return None
         default = info.get_default(call_default_factory=True)
         model = info.annotation
-    return default if not isinstance(default, BaseModel) else None
+    if isinstance(default, BaseModel):
+        return "{...}"
+    return default
 
 
 def describe(exc: ValidationError, where: str) -> str:
@@ -225,23 +229,27 @@ def describe(exc: ValidationError, where: str) -> str:
     parts = []
     errors = exc.errors()
     for err in errors[:3]:
-        loc = tuple(x for x in err["loc"] if not isinstance(x, int) or True)
+        loc = tuple(err["loc"])
         key = ".".join(str(x) for x in loc) or "(top level)"
         typ = err["type"]
         if typ == "missing":
             what = "is missing"
         elif typ == "extra_forbidden":
             what = "is not a known setting (a typo?)"
+        elif typ in ("dict_type", "model_type", "model_attributes_type"):
+            what = f"must be a JSON object of settings (got {err.get('input')!r})"
         else:
             what = err["msg"].replace("Value error, ", "").replace("Input should be", "must be")
             what = what[0].lower() + what[1:]
-            if typ != "value_error" or "got" not in what:
+            if typ != "value_error":
                 what += f" (got {err.get('input')!r})"
         fix = _FIX.get(key)
         if fix is None:
             default = _default_of(tuple(loc))
             if typ == "extra_forbidden":
                 fix = "remove it or fix its spelling"
+            elif default == "{...}":
+                fix = "fix it, or delete the key to use the defaults"
             elif default is not None:
                 fix = f"fix it, or delete the key to use the default {default!r}"
             else:
