@@ -531,7 +531,7 @@ def validate_rows(
     problems = t.problems + problems
     if blank:
         skipped["blank"] += blank
-    if not rows and not problems and not skipped:
+    if not rows and not problems and not skipped.get("pending"):
         raise InputError(f"{name} has a header but no data rows; add the measurements.")
     return Validated(t, c, rows, problems, warnings, skipped)
 

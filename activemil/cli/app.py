@@ -41,6 +41,7 @@ class _Group(TyperGroup):
     """Turns user-facing errors into one ``error: ...`` line and exit code 2."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        _OPENED.clear()
         try:
             return super().invoke(ctx)
         except ActiveMILError as exc:

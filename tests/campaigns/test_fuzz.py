@@ -36,7 +36,12 @@ def base(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fuzz") / "c"
     c = Campaign.create(path, DesignSpace(("Ni", "Fe", "Co"), step=0.1), target="eta",
                         maximize=False, unit="mV")
-    propose(c, 8, seed=5)
+    ids = sorted(propose(c, 10, seed=5).table["id"])
+    # two measured points give the campaign its own scale (a first-ever value in a fresh
+    # campaign can only be checked against the unit's plausible range)
+    seed = path.parent / "seed.csv"
+    seed.write_text(f"id,value\n{ids[0]},312.5\n{ids[1]},298\n")
+    ingest(c, seed)
     return path
 
 
@@ -63,26 +68,29 @@ def files(draw, ids: list[str]):
     raw_prefix = b""
     for kind in kinds:
         r = draw(st.integers(0, len(rows) - 1))
-        if kind == "decimal_comma_in_comma_csv" and sep == "," and "." in rows[r][1]:
-            rows[r][1] = rows[r][1].replace(".", ",")  # splits the cell in a comma CSV
+        ii, vi, ui = header.index("id"), header.index("value"), header.index("unit")
+        if kind == "decimal_comma_in_comma_csv" and sep == "," and "." in rows[r][vi]:
+            rows[r][vi] = rows[r][vi].replace(".", ",")  # splits the cell in a comma CSV
         elif kind == "zero_beside_note":
             if "note" not in header:
                 header.append("note")
                 for row in rows:
                     row.append("")
-            rows[r][1], rows[r][header.index("note")] = "0", "375"
+            rows[r][vi], rows[r][header.index("note")] = "0", "375"
         elif kind == "volts_in_mv":
-            rows[r][1], rows[r][2] = str(draw(st.sampled_from([0.35, 0.412, 375]))), "mV"
+            m = meant.get(rows[r][ii], 300.0)  # a 1000x unit slip: volts labelled mV, or mV labelled V
+            rows[r][vi], rows[r][ui] = draw(st.sampled_from([(f"{m / 1000:g}", "mV"),
+                                                           (f"{m:g}", "V")]))
         elif kind == "extra_cell":
             rows[r].append("oops")
         elif kind == "not_a_number":
-            rows[r][1] = draw(st.sampled_from(["abc", "4..1", "1,2,3", "12 mV", "--"]))
+            rows[r][vi] = draw(st.sampled_from(["abc", "4..1", "1,2,3", "12 mV", "--"]))
         elif kind == "unknown_id":
-            rows[r][0] = draw(st.sampled_from(["Ni10Fe10Co81", "Xx100", "b001", "Ni100x"]))
+            rows[r][ii] = draw(st.sampled_from(["Ni10Fe10Co81", "Xx100", "b001", "Ni100x"]))
         elif kind == "duplicate":
             rows.append(list(rows[r]))
         elif kind == "bad_unit":
-            rows[r][2] = draw(st.sampled_from(["eV", "furlong", "MV", "K"]))
+            rows[r][ui] = draw(st.sampled_from(["eV", "furlong", "MV", "K"]))
         elif kind == "events_export":
             header = ["event_id", "time", "kind", "candidate", *header]
             rows = [["ev-1", "t", "proposed", row[0], *row] for row in rows]
