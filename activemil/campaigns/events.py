@@ -41,6 +41,8 @@ def _who() -> str:
 
 def _clean(value: Any) -> Any:
     """JSON-safe copy: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
+    if value is None or type(value) in (str, int, bool):  # fast path (1 M-row ingests)
+        return value
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -703,7 +703,7 @@ def plan_rows(
         rnd = (x.round if x else None) or (anchor.round if anchor else None)
         if rnd is None:
             rnd = current_round
-        prior = set(measured_sources.get(row.candidate, set()))
+        prior = measured_sources.get(row.candidate) or set()  # read before the add below
         common: dict = {"source": row.source, "note": row.note, "file": name, "row": row.line}
         if row.new_point or row.answers:
             common["composition"] = {e: float(f) for e, f in zip(elements, row.fractions)
