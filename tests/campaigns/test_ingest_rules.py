@@ -3,7 +3,6 @@ refused, exports are not re-ingested, every problem of a row is listed, reasonab
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -152,7 +151,7 @@ def test_ctrl_c_says_whether_rows_were_committed(proposed, tmp_path, monkeypatch
     f = _write(tmp_path, f"id,value\n{cid},400\n")
 
     def interrupted_after_commit(camp, path, **kw):
-        plan = camps.ingestion.ingest(camp, path, **kw)
+        camps.ingestion.ingest(camp, path, **kw)
         raise KeyboardInterrupt
 
     def interrupted_before(camp, path, **kw):
