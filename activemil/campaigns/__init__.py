@@ -5,13 +5,13 @@ See docs/campaigns.md for the layout, event schema and durability guarantees.
 """
 
 from activemil.campaigns.campaign import (
-    SCHEMA_VERSION,
     Campaign,
     CampaignState,
     CandidateState,
     Measurement,
     fold,
 )
+from activemil.campaigns.config import SCHEMA_VERSION, CampaignConfig, load_config, migrate
 from activemil.campaigns.events import KINDS, VIAS, Event
 from activemil.campaigns.ingestion import IngestError, IngestPlan, ingest, plan_ingest, read_table
 from activemil.campaigns.proposal import POLICIES, ProposalResult, maximin_batch, propose
@@ -23,6 +23,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "VIAS",
     "Campaign",
+    "CampaignConfig",
     "CampaignState",
     "CandidateState",
     "Event",
@@ -35,7 +36,9 @@ __all__ = [
     "convert",
     "fold",
     "ingest",
+    "load_config",
     "maximin_batch",
+    "migrate",
     "plan_ingest",
     "propose",
     "read_table",

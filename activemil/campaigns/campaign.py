@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,9 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from activemil.campaigns.config import (
+    CONFIG_FILE,
+    SCHEMA_VERSION,
+    CampaignConfig,
+    load_config,
+    migrate,
+)
 from activemil.campaigns.events import VIAS, Event, validate_record
 from activemil.campaigns.store import (
     FileLock,
+    LogScan,
     append_bytes,
     atomic_write,
     create_empty,
@@ -36,22 +45,19 @@ from activemil.campaigns.store import (
     scan_log,
     set_aside,
     utc_now,
+    write_new,
 )
 from activemil.campaigns.units import canonical_unit
 from activemil.errors import InputError, StateError
 from activemil.space import CandidatePool, DesignSpace, candidate_id, parse_candidate_id
 
-SCHEMA_VERSION = 1
-CONFIG_FILE = "campaign.json"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
 CANDIDATES_FILE = "candidates.csv"
 DERIVED_DIR = "derived"
 BATCHES_DIR = "batches"
 IN_FLIGHT = ("proposed", "submitted")
-DEFAULT_MIN_TRAIN = 8
-DEFAULT_MAX_ABS_VALUE = 1e9
-DEFAULT_COMPOSITION_TOLERANCE = 1e-3
+_BATCH_NUMBER = re.compile(r"^b(\d+)")
 SHEET_COLUMNS = ("value", "std", "unit", "status", "source", "note")
 
 
@@ -221,16 +227,27 @@ def _opt_float(x: Any) -> float | None:
 class Campaign:
     """A campaign directory. Open with :meth:`open`, create with :meth:`create`.
 
-    Reading never needs the lock; every write takes it (:meth:`locked`, re-entrant).
-    ``notices`` collects one-line reports (e.g. a torn log tail that was set aside).
+    Reading never needs the lock and never writes; every write takes it (:meth:`locked`,
+    re-entrant). ``notices`` collects one-line reports (e.g. a torn log tail that was set aside).
+    ``cfg`` is the typed, validated ``campaign.json``; ``config`` is its plain JSON form.
     """
 
-    def __init__(self, path: Path, config: dict) -> None:
+    def __init__(self, path: Path, config: CampaignConfig | Mapping) -> None:
         self.path = Path(path)
-        self.config = config
-        self.space = DesignSpace.from_dict(config["space"])
+        self.cfg = config if isinstance(config, CampaignConfig) else load_config(dict(config))
+        self.config: dict = self.cfg.to_json()
+        self.space = DesignSpace.from_dict(self.config["space"])
         self.notices: list[str] = []
+        self._noticed: set[str] = set()
+        self._migrated_from: int | None = None
+        self.committed = 0  # events this object appended (for the Ctrl-C message)
         self._lock = FileLock(self.path / LOCK_FILE, f"Campaign {self.path}")
+
+    def notice(self, message: str) -> None:
+        """Add a one-line report for the user (once per campaign object)."""
+        if message not in self._noticed:
+            self._noticed.add(message)
+            self.notices.append(message)
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -277,15 +294,12 @@ class Campaign:
                 raise StateError(
                     f"{path} is not empty; initialise the campaign in a new or empty directory."
                 )
-        else:
-            path.mkdir(parents=True)
-            fsync_dir(path.parent)
         if candidates is not None and tuple(candidates.elements) != tuple(space.elements):
             raise InputError(
                 f"The candidate list has elements {','.join(candidates.elements)} but the design "
                 f"space has {','.join(space.elements)}; use the same elements in the same order."
             )
-        config = {
+        raw = {
             "schema_version": SCHEMA_VERSION,
             "name": path.resolve().name,
             "created": utc_now(),
@@ -298,17 +312,14 @@ class Campaign:
             },
             "structure": {"recipe": recipe, "settings": dict(recipe_settings or {})},
             "encoder": {"name": encoder, "settings": dict(encoder_settings or {})},
-            "featurize": {"mode": "sampled", "n_sites": None, "seed": 0, **dict(featurize or {})},
-            "surrogate": {
-                "kind": "mil", "min_train": DEFAULT_MIN_TRAIN, "settings": {},
-                **dict(surrogate or {}),
-            },
-            "acquisition": {"policy": "ucb", "alpha": 0.1, "settings": {}, **dict(acquisition or {})},
-            "ingest": {
-                "max_abs_value": DEFAULT_MAX_ABS_VALUE,
-                "composition_tolerance": DEFAULT_COMPOSITION_TOLERANCE,
-            },
-        }
+            "featurize": dict(featurize or {}),
+            "surrogate": dict(surrogate or {}),
+            "acquisition": dict(acquisition or {}),
+        }  # every other default comes from activemil.campaigns.config
+        config = load_config(raw, "The campaign settings", error=InputError)
+        if not path.exists():
+            path.mkdir(parents=True)
+            fsync_dir(path.parent)
         with FileLock(path / LOCK_FILE, f"Campaign {path}"):
             if not (path / EVENTS_FILE).exists():
                 create_empty(path / EVENTS_FILE)
@@ -316,7 +327,7 @@ class Campaign:
             if candidates is not None:
                 atomic_write(path / CANDIDATES_FILE,
                              candidates.to_frame().to_csv(index=False).encode("utf-8"))
-            atomic_write(path / CONFIG_FILE, _json_bytes(config))
+            atomic_write(path / CONFIG_FILE, _json_bytes(config.to_json()))
         return cls(path, config)
 
     @classmethod
@@ -356,13 +367,21 @@ class Campaign:
                 f"activemil {__version__} reads up to {SCHEMA_VERSION}); upgrade activemil "
                 "(pip install -U activemil) before touching it."
             )
-        for key in ("space", "target"):
-            if not isinstance(config.get(key), dict):
-                raise StateError(f"{cfg_path} lacks the {key!r} section; restore it from git.")
         try:
-            camp = cls(path, config)
-        except (InputError, KeyError, TypeError) as exc:
-            raise StateError(f"{cfg_path} has an invalid design space ({exc}).") from None
+            migrated, original = migrate(config)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(
+                f"{cfg_path} (campaign schema {version}) cannot be upgraded to schema "
+                f"{SCHEMA_VERSION} ({exc!r}); restore it from git history."
+            ) from None
+        camp = cls(path, load_config(migrated, str(cfg_path)))
+        if original < SCHEMA_VERSION:
+            camp._migrated_from = original
+            camp.notice(
+                f"{CONFIG_FILE} uses campaign schema {original}; it was read as schema "
+                f"{SCHEMA_VERSION} and is upgraded on the next command that records something "
+                f"(the old file is kept as campaign.schema{original}.json)."
+            )
         if not (path / EVENTS_FILE).exists():
             raise StateError(
                 f"{path / EVENTS_FILE} is missing; restore it from your backup or git history "
@@ -397,14 +416,17 @@ class Campaign:
 
     @property
     def maximize(self) -> bool:
-        return self.config["target"].get("direction", "maximize") == "maximize"
+        return self.cfg.target.direction == "maximize"
 
     @property
     def min_train(self) -> int:
-        return int(self.config.get("surrogate", {}).get("min_train", DEFAULT_MIN_TRAIN))
+        return self.cfg.surrogate.min_train
 
     def setting(self, section: str, key: str, default: Any = None) -> Any:
-        return self.config.get(section, {}).get(key, default)
+        """``campaign.json`` value ``section.key`` (validated, defaults filled in), else
+        ``default`` for a key the schema does not know."""
+        sec = self.config.get(section)
+        return sec.get(key, default) if isinstance(sec, Mapping) else default
 
     # ------------------------------------------------------------------ pool
     def pool(self) -> CandidatePool:
@@ -438,7 +460,7 @@ class Campaign:
         with self._lock:
             yield self
 
-    def _scan(self) -> Any:
+    def _scan(self) -> LogScan:
         try:
             data = self.events_path.read_bytes()
         except FileNotFoundError:
@@ -448,18 +470,21 @@ class Campaign:
         return scan_log(data, str(self.events_path), validate_record)
 
     def events(self) -> list[Event]:
-        """All events in log order. A torn tail is set aside under the lock and reported."""
+        """All committed events in log order; never writes.
+
+        A torn tail (bytes of an interrupted write) is ignored and reported; the next command
+        that records something moves it aside first (:meth:`append`).
+        """
         scan = self._scan()
-        if scan.tail:
-            with self.locked():  # a live writer may be mid-append: wait for it, then re-check
-                scan = self._scan()
-                if scan.tail:
-                    aside = set_aside(self.events_path, scan)
-                    self.notices.append(
-                        f"{EVENTS_FILE} ended with {len(scan.tail)} bytes from an interrupted "
-                        f"write ({scan.reason}); they were moved to {aside.name}, inspect that "
-                        "file and re-run the command that was interrupted if needed."
-                    )
+        if scan.tail and not self._lock.held:
+            self.notice(
+                f"{EVENTS_FILE} ends with {len(scan.tail)} bytes of an interrupted write "
+                f"({scan.reason}); they are ignored, and the next command that records "
+                "something moves them to events.torn-<time>.jsonl."
+            )
+        return self._events_of(scan)
+
+    def _events_of(self, scan: LogScan) -> list[Event]:
         seen: set[str] = set()
         out = []
         for line, rec in scan.records:
@@ -477,13 +502,69 @@ class Campaign:
         if not events:
             return
         with self.locked():
-            self.events()  # sets aside a torn tail before we write after it
+            self._lock.verify()
+            scan = self._repair()
             if len(events) == 1:
                 data = events[0].to_line()
             else:
                 txn = events[0].event_id
                 data = b"".join(e.to_line(txn, len(events)) for e in events)
+            if scan.needs_newline:  # a hand-edited last line lost its newline: keep it
+                data = b"\n" + data
+            self._lock.verify()
             append_bytes(self.events_path, data)
+            self.committed += len(events)
+            self._upgrade_config()
+
+    def _repair(self) -> LogScan:
+        """Under the lock: move a torn tail aside (reported) and return the clean scan."""
+        assert self._lock.held
+        for msg in self._lock.notices:
+            self.notice(msg)
+        self._lock.notices.clear()
+        scan = self._scan()
+        if scan.tail:
+            self._lock.verify()
+            aside = set_aside(self.events_path, scan)
+            self.notice(
+                f"{EVENTS_FILE} ended with {len(scan.tail)} bytes from an interrupted write "
+                f"({scan.reason}); they were moved to {aside.name}, inspect that file and "
+                "re-run the command that was interrupted if needed."
+            )
+            scan = self._scan()
+        return scan
+
+    def _upgrade_config(self) -> None:
+        """Under the lock: write a migrated ``campaign.json`` back, keeping the old file."""
+        if self._migrated_from is None:
+            return
+        cfg_path = self.path / CONFIG_FILE
+        old = cfg_path.read_bytes()
+        keep = self.path / f"campaign.schema{self._migrated_from}.json"
+        if not keep.exists():
+            write_new(keep, old)
+        atomic_write(cfg_path, _json_bytes(self.config))
+        self._migrated_from = None
+
+    def next_batch(self, state: CampaignState) -> tuple[str, int]:
+        """The next batch id and round, never reusing a batch id seen anywhere: in the log, in
+        set-aside ``events.torn-*.jsonl`` files or as a ``batches/*.csv`` sheet."""
+        numbers = [state.current_round]
+        for bid in state.batches:
+            if m := _BATCH_NUMBER.match(bid):
+                numbers.append(int(m.group(1)))
+        for torn in self.path.glob("events.torn-*.jsonl"):
+            try:
+                text = torn.read_bytes().decode("utf-8", "replace")
+            except OSError:
+                continue
+            numbers += [int(n) for n in re.findall(r'"batch":\s*"b(\d+)', text)]
+        if self.batches_dir.is_dir():
+            for sheet in self.batches_dir.iterdir():
+                if m := _BATCH_NUMBER.match(sheet.name):
+                    numbers.append(int(m.group(1)))
+        rnd = max(numbers) + 1
+        return f"b{rnd:03d}", rnd
 
     def state(self) -> CampaignState:
         return fold(self.events(), self.elements)
@@ -702,13 +783,28 @@ class Campaign:
         return pd.DataFrame(rows, columns=["id", *self.elements, *SHEET_COLUMNS])
 
     def write_batch_sheet(self, batch: str, path: Path | None = None) -> Path:
-        """Write :meth:`batch_sheet` as CSV (atomically) to ``batches/<batch>.csv`` or ``path``."""
+        """Write :meth:`batch_sheet` as CSV to ``batches/<batch>.csv`` or ``path``.
+
+        Never replaces a file: an existing identical sheet is left as is, and an existing file
+        that differs (a sheet the lab filled in) is refused with :class:`StateError`.
+        """
         sheet = self.batch_sheet(batch)
         if path is None:
             self.batches_dir.mkdir(exist_ok=True)
             path = self.batches_dir / f"{batch}.csv"
-        atomic_write(Path(path), sheet.to_csv(index=False).encode("utf-8"))
-        return Path(path)
+        path = Path(path)
+        data = sheet.to_csv(index=False).encode("utf-8")
+        try:
+            write_new(path, data)
+        except FileExistsError:
+            if path.read_bytes() != data:
+                raise StateError(
+                    f"{path} already exists and differs from a fresh sheet of {batch} (the lab "
+                    "may have filled it in), so it was left untouched; ingest it, or write a "
+                    f"fresh copy elsewhere with `activemil sheet {self.path} {batch} -o "
+                    "NEW.csv`."
+                ) from None
+        return path
 
     def composition_id(self, fractions: np.ndarray) -> str:
         return candidate_id(self.elements, fractions)

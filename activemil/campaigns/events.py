@@ -13,9 +13,10 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from activemil.campaigns.store import utc_now
+from activemil.campaigns.store import host_name, utc_now
 
 KINDS = ("proposed", "submitted", "measured", "failed", "abandoned", "corrected")
 VIAS = ("dft", "synthesis")
@@ -29,16 +30,19 @@ def new_event_id() -> str:
     return f"ev-{t}-{secrets.token_hex(3)}"
 
 
+@lru_cache(maxsize=1)
 def _who() -> str:
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry in some containers
-        user = str(os.getuid())
-    return f"{user}@{os.uname().nodename}"
+        user = str(getattr(os, "getuid", lambda: "user")())
+    return f"{user}@{host_name()}"
 
 
 def _clean(value: Any) -> Any:
     """JSON-safe copy: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
+    if value is None or type(value) in (str, int, bool):  # fast path (1 M-row ingests)
+        return value
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

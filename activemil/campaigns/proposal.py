@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from activemil.campaigns.campaign import Campaign, CampaignState
+from activemil.campaigns.config import POLICIES  # = activemil.acquisition.names.POLICIES
 from activemil.campaigns.events import Event
 from activemil.campaigns.store import atomic_write
 from activemil.errors import InputError, MissingDependencyError, StateError
 from activemil.space import CandidatePool
+from activemil.surrogates.prediction import ALPHAS, QUANTILE_LEVELS  # numpy only
 
-POLICIES = ("ucb", "thompson", "kg", "logei", "lognei", "greedy", "random")
-ALPHAS = (0.05, 0.10, 0.20)  # mirrors activemil.surrogates.ALPHAS (kept import-free here)
-QUANTILE_KEYS = ("0.025", "0.05", "0.1", "0.2", "0.5", "0.8", "0.9", "0.95", "0.975")
+QUANTILE_KEYS: tuple[str, ...] = tuple(f"{q:g}" for q in QUANTILE_LEVELS)
 
 
 @dataclass
@@ -176,12 +176,15 @@ def propose(
                 "Another `activemil propose` recorded a batch while this one was computing; "
                 "nothing was recorded, run propose again so the batches do not overlap."
             )
-        rnd = state2.current_round + 1
-        batch = f"b{rnd:03d}"
-        k = 1
-        while batch in state2.batches:
-            k += 1
-            batch = f"b{rnd:03d}-{k}"
+        stale = [f["id"] for f in fields if f["id"] in state2.candidates]
+        if stale:
+            raise StateError(
+                f"{len(stale)} of the {len(fields)} picks ({', '.join(stale[:3])}"
+                f"{', ...' if len(stale) > 3 else ''}) were measured, proposed or recorded by "
+                "another command while this proposal was computing; nothing was recorded, run "
+                "propose again so it sees them."
+            )
+        batch, rnd = campaign.next_batch(state2)
         events = [Event.new("proposed", f.pop("id"), batch, rnd, **f) for f in fields]
         campaign.append(events)
         sheet = campaign.write_batch_sheet(batch)

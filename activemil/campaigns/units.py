@@ -110,3 +110,25 @@ def conversion_factor(from_unit: str, to_unit: str) -> float:
 def convert(value: float, from_unit: str, to_unit: str) -> float:
     """Convert ``value`` from ``from_unit`` to ``to_unit`` (same family only)."""
     return float(value) * conversion_factor(from_unit, to_unit)
+
+
+#: largest plausible magnitude of a measured target, per family, in the family's base unit
+#: (a value beyond it was almost always typed in another unit: 375 "V" meant 375 mV)
+PLAUSIBLE: dict[str, float] = {
+    "potential": 10.0,  # V: overpotentials and electrode potentials
+    "Tafel slope": 10.0,  # V/dec
+    "energy": 100.0,  # eV: adsorption and reaction energies
+    "current density": 100.0,  # A/cm2
+}
+
+
+def plausible_limit(unit: str) -> float | None:
+    """Largest plausible ``|value|`` in ``unit`` (``None`` when activemil has no opinion)."""
+    c = canonical_unit(unit) if unit else None
+    if c is None:
+        return None
+    family = _CANONICAL[c][0]
+    if family == "fraction":
+        return 1.0 / FAMILIES[family][c]  # 1 as a fraction, 100 in %
+    base = PLAUSIBLE.get(family)
+    return None if base is None else base / FAMILIES[family][c]

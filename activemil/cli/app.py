@@ -21,6 +21,9 @@ from activemil import __version__
 from activemil.errors import ActiveMILError, InputError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+ROWS_SHOWN = 50
+_OPENED: list[Any] = []  # campaigns opened by this command (for the Ctrl-C message)
 
 
 def _report_error(exc: BaseException) -> None:
@@ -38,6 +41,7 @@ class _Group(TyperGroup):
     """Turns user-facing errors into one ``error: ...`` line and exit code 2."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        _OPENED.clear()
         try:
             return super().invoke(ctx)
         except ActiveMILError as exc:
@@ -45,6 +49,9 @@ class _Group(TyperGroup):
             raise typer.Exit(EXIT_USER_ERROR) from None
         except BrokenPipeError:  # output piped into `head`
             raise typer.Exit(0) from None
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{_interrupted_message()}\n")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:  # disk full, permission denied, ... (not a bug in activemil)
             where = f" ({exc.filename})" if exc.filename else ""
             sys.stderr.write(f"error: {exc.strerror or exc}{where}; check the path and retry.\n")
@@ -94,10 +101,22 @@ def _esc(text: object) -> str:
     return escape(str(text))
 
 
+def _interrupted_message() -> str:
+    """One sentence after Ctrl-C: whether anything was recorded."""
+    done = sum(getattr(c, "committed", 0) for c in _OPENED)
+    where = ", ".join(str(c.path) for c in _OPENED) or "the campaign"
+    if done:
+        return (f"interrupted (Ctrl-C) after {done} event(s) had been recorded in {where}; they "
+                f"are kept, see `activemil status {where}`.")
+    return ("interrupted (Ctrl-C) before anything was recorded; the campaign is unchanged, "
+            "re-run the command when ready.")
+
+
 def _open(directory: Path):
     from activemil.campaigns import Campaign
 
     camp = Campaign.open(directory)
+    _OPENED.append(camp)
     return camp
 
 
@@ -173,11 +192,12 @@ def init(
         None, "--maximize/--minimize", help="Whether larger target values are better."
     ),
     unit: str = typer.Option("", "--unit", help="Unit of the target, e.g. mV, eV, mA/cm2."),
-    surrogate: str = typer.Option("mil", "--surrogate", help="Surrogate kind."),
+    surrogate: str = typer.Option(None, "--surrogate", help="Surrogate kind (default: mil)."),
     min_train: int = typer.Option(
-        8, "--min-train", help="Measurements needed before the surrogate replaces space-filling."
+        None, "--min-train", help="Measurements needed before the surrogate replaces space-filling."
     ),
-    acquisition: str = typer.Option("ucb", "--acquisition", help="Default acquisition policy."),
+    acquisition: str = typer.Option(
+        None, "--acquisition", help="Default acquisition policy (default: ucb)."),
     surrogate_options: str = typer.Option(
         None, "--surrogate-options", help="Surrogate settings passed to make_surrogate, e.g. "
         "n_members=3,n_folds=5."
@@ -211,11 +231,11 @@ def init(
 
     if maximize is None:
         raise InputError("Say which way is better: pass --maximize or --minimize.")
-    if acquisition not in POLICIES:
+    if acquisition is not None and acquisition not in POLICIES:
         raise InputError(
             f"Unknown acquisition {acquisition!r}; choose one of {', '.join(POLICIES)}."
         )
-    if min_train < 1:
+    if min_train is not None and min_train < 1:
         raise InputError(f"--min-train must be at least 1, not {min_train}.")
     if recipe not in available_recipes():
         raise InputError(
@@ -268,9 +288,11 @@ def init(
         directory, space, target=target, maximize=maximize, unit=unit, recipe=recipe,
         encoder=encoder, encoder_settings=encoder_settings,
         featurize={"mode": bag_mode, "n_sites": n_sites, "seed": 0},
-        surrogate={"kind": surrogate, "min_train": min_train,
-                   "settings": _options(surrogate_options, "--surrogate-options")},
-        acquisition={"policy": acquisition}, candidates=pool,
+        surrogate={k: v for k, v in (
+            ("kind", surrogate), ("min_train", min_train),
+            ("settings", _options(surrogate_options, "--surrogate-options"))) if v is not None},
+        acquisition={"policy": acquisition} if acquisition is not None else {},
+        candidates=pool,
     )
     con = _console()
     direction = "maximize" if maximize else "minimize"
@@ -415,21 +437,30 @@ def ingest(
     correct: bool = typer.Option(
         False, "--correct", help="Allow replacing values already measured from the same source."
     ),
+    accept_outliers: bool = typer.Option(
+        False, "--accept-outliers", help="Record values that look wrong (a zero beside a "
+        "numeric note, ~1000x off the campaign's scale, outside the unit's plausible range)."
+    ),
 ) -> None:
     """Validate a measurement table and record all its rows, or none.
 
     Columns: id or element columns/formula, value, optional std, unit, status
-    (measured|failed|replicate|pending), source, note.
+    (measured|failed|replicate|pending), source, note. Files up to ingest.max_rows rows
+    (2,000,000 by default) are accepted; progress is shown for large files.
 
     Example: activemil ingest my-campaign my-campaign/batches/b001.csv --dry-run
     """
     from activemil.campaigns import ingest as run
 
     camp = _open(directory)
-    plan = run(camp, file, correct=correct, dry_run=dry_run)
+    err = _console(stderr=True)
+    plan = run(camp, file, correct=correct, dry_run=dry_run, accept_outliers=accept_outliers,
+               say=lambda m: err.print(m, markup=False))
     _notices(camp)
-    for w in plan.warnings:
+    for w in plan.warnings[:ROWS_SHOWN]:
         sys.stderr.write(f"warning: {w}\n")
+    if len(plan.warnings) > ROWS_SHOWN:
+        sys.stderr.write(f"warning: ... and {len(plan.warnings) - ROWS_SHOWN} more warning(s)\n")
     from rich.table import Table
 
     con = _console()
@@ -437,10 +468,12 @@ def ingest(
         t = Table(title=f"{plan.file}{' (dry run)' if dry_run else ''}")
         for c in ("row", "candidate", "action", "value", "std", "source", "linked to"):
             t.add_column(c, no_wrap=c != "source")
-        for r in plan.rows:
+        for r in plan.rows[:ROWS_SHOWN]:
             t.add_row(str(r["row"]), r["candidate"], r["action"], _fmt(r["value"], 6),
                       _fmt(r["std"], 3), r["source"], r["linked_to"])
         con.print(t)
+        if len(plan.rows) > ROWS_SHOWN:
+            con.print(f"... and {len(plan.rows) - ROWS_SHOWN:,} more row(s).", markup=False)
     skipped = ", ".join(f"{n} {why}" for why, n in plan.skipped.items())
     verb = "Would record" if dry_run else "Recorded"
     con.print(f"{verb} {len(plan.events)} event(s) from {plan.file}"
@@ -550,14 +583,18 @@ def sheet(
     batch: str = typer.Argument(..., help="Batch id, e.g. b001."),
     output: Path = typer.Option(None, "-o", "--output", help="Where to write the CSV."),
 ) -> None:
-    """(Re)write the lab sheet of a batch (batches/<batch>.csv by default).
+    """Write the lab sheet of a batch (batches/<batch>.csv by default); never replaces a file
+    that differs (a sheet the lab filled in).
 
     Example: activemil sheet my-campaign b002 -o b002-for-the-lab.csv
     """
     camp = _open(directory)
+    target = output or camp.batches_dir / f"{batch}.csv"
+    existed = Path(target).exists()
     path = camp.write_batch_sheet(batch, output)
     _notices(camp)
-    _console().print(f"Wrote {path}.")
+    _console().print(f"{path} is already up to date." if existed else f"Wrote {path}.",
+                     markup=False)
 
 # ------------------------------------------------------------------------- hypotheses
 @app.command()

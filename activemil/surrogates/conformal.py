@@ -39,9 +39,9 @@ from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
 from activemil.surrogates.base import Surrogate, check_training_data, load_arrays, save_arrays
 from activemil.surrogates.ensemble import Ensemble, combine_predictions
+from activemil.surrogates.names import CALIBRATIONS
 from activemil.surrogates.prediction import ALPHAS, Prediction, interval_indices
 
-CALIBRATIONS: tuple[str, ...] = ("none", "split", "split-mondrian", "cv", "cv-mondrian")
 
 
 def cqr_scores(quantiles: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> np.ndarray:

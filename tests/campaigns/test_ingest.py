@@ -154,9 +154,12 @@ def test_sum_not_one_and_foreign_element(proposed, tmp_path):
     with pytest.raises(IngestError, match="sum to 0.9"):
         ingest(proposed, _csv(tmp_path / "s.csv", [{"Ni": 0.5, "Fe": 0.2, "Co": 0.2,
                                                     "value": 1}]))
-    with pytest.raises(IngestError, match="outside this design space"):
-        ingest(proposed, _csv(tmp_path / "f.csv", [{"Ni": 0.5, "Fe": 0.5, "Pt": 0,
+    with pytest.raises(IngestError, match="Pt, an element outside this design space"):
+        ingest(proposed, _csv(tmp_path / "f.csv", [{"Ni": 0.4, "Fe": 0.4, "Pt": 0.2,
                                                     "value": 1}]))
+    # a zero fraction of an element outside the space is harmless
+    assert ingest(proposed, _csv(tmp_path / "z.csv", [{"Ni": 0.5, "Fe": 0.5, "Pt": 0,
+                                                       "value": 1}]), dry_run=True).events
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def test_scan_clean_log():
 
 @pytest.mark.parametrize(
     "tail",
-    [b'{"event_id": "e3", "ti', b"\x00\x00\x00\x00\n", b"not json\n", b'{"event_id": "e3"}\n'],
+    [b'{"event_id": "e3", "ti', b"\x00\x00\x00\x00\n", b"\x00\x00", b'{"event_id": "e3"}'],
 )
 def test_scan_detects_torn_tail(tail):
     data = _line(1) + _line(2) + tail
@@ -66,14 +66,14 @@ def test_torn_line_is_set_aside_and_reported(camp):
     with open(camp.events_path, "ab") as f:
         f.write(torn)
     reopened = Campaign.open(camp.path)
-    events = reopened.events()
+    events = reopened.events()  # reading ignores the tail and reports it, never writes
     assert len(events) == 1
-    assert camp.events_path.read_bytes() == good
+    assert camp.events_path.read_bytes() == good + torn
+    assert reopened.notices and "interrupted write" in reopened.notices[0]
+    # the next write sets the tail aside, then appends on a fresh line
+    reopened.append([Event.new("submitted", "Fe100", None, None, via="dft")])
     asides = list(camp.path.glob("events.torn-*.jsonl"))
     assert len(asides) == 1 and asides[0].read_bytes() == torn
-    assert reopened.notices and "interrupted write" in reopened.notices[0]
-    # appending after recovery starts on a fresh line
-    reopened.append([Event.new("submitted", "Fe100", None, None, via="dft")])
     assert [e.candidate for e in Campaign.open(camp.path).events()] == ["Ni100", "Fe100"]
 
 

@@ -153,8 +153,11 @@ def test_torn_tail_reported_by_status(tmp_path):
     run("propose", d, "--budget", "2")
     with open(d / "events.jsonl", "ab") as f:
         f.write(b'{"event_id": "ev-1", "kind": "meas')
-    res = run("status", d)
-    assert "warning:" in res.stderr and "events.torn-" in res.stderr
+    before = (d / "events.jsonl").read_bytes()
+    res = run("status", d)  # reading reports the torn tail and never writes
+    assert "warning:" in res.stderr and "interrupted write" in res.stderr
+    assert (d / "events.jsonl").read_bytes() == before and not list(d.glob("events.torn-*"))
+    run("abandon", d, "b001", "--reason", "test")  # the next write sets it aside
     assert len(list(d.glob("events.torn-*.jsonl"))) == 1
 
 
