@@ -106,7 +106,7 @@ def test_stale_picks_are_refused_under_the_lock(camp, tmp_path):
     other = Campaign.open(camp.path)
 
     def meanwhile(msg: str) -> None:
-        if msg.startswith("Enumerating"):
+        if msg.startswith("Candidate pool"):
             ingest(other, f)
 
     before_batches = list(camp.batches_dir.glob("*")) if camp.batches_dir.exists() else []
