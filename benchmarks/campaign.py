@@ -87,8 +87,8 @@ def table_summary(records, timings, cap: int, order: list[str]) -> list[str]:
     top = evaluations_to(records, "found_top1")
     opt = evaluations_to(records, "found_optimum")
     secs = timings.groupby("strategy")["seconds"].mean() if len(timings) else {}
-    lines = ["| strategy | seeds | evals to top 1% (reached) | per seed | evals to optimum "
-             "(reached) | per seed | s / round |", "|---|---|---|---|---|---|---|"]
+    lines = [("| strategy | seeds | evals to top 1% (reached) | per seed | evals to optimum "
+              "(reached) | per seed | s / round |"), "|---|---|---|---|---|---|---|"]
     present = [s for s in order if s in set(records["strategy"])]
     for s in present:
         t = top[top.strategy == s].set_index("seed")["evals"].to_dict()
@@ -126,16 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     def write_summary() -> None:
         parts = [
             "# Campaign benchmark\n",
-            f"- started: {started:%Y-%m-%d %H:%M %Z}; updated: "
-            f"{_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+            (f"- started: {started:%Y-%m-%d %H:%M %Z}; updated: "
+             f"{_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"),
             f"- machine: {machine()}",
             f"- command: `{command}`",
-            f"- {args.init} random initial rows (same for every strategy per seed), "
-            f"{args.rounds} rounds of {args.budget}: at most {cap} evaluations; surrogates "
-            f"{'fast' if args.fast else 'default'}; seeds {seeds[0]}..{seeds[-1]}",
-            "- 'N (k/S)': median evaluations over S seeds, k of which reached the target; "
-            f"unreached seeds count as > {cap}. 's / round': mean proposal seconds per round "
-            "(campaigns: ingest + propose).\n",
+            (f"- {args.init} random initial rows (same for every strategy per seed), "
+             f"{args.rounds} rounds of {args.budget}: at most {cap} evaluations; surrogates "
+             f"{'fast' if args.fast else 'default'}; seeds {seeds[0]}..{seeds[-1]}"),
+            ("- 'N (k/S)': median evaluations over S seeds, k of which reached the target; "
+             f"unreached seeds count as > {cap}. 's / round': mean proposal seconds per round "
+             "(campaigns: ingest + propose).\n"),
         ]
         for table in tables:
             rec = load(out / table / "records.csv")
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
         def append(strategy: str, seed: int, recs: list[dict], times: list[dict],
-                   rec_path: Path = rec_path, tim_path: Path = tim_path) -> None:
+                   rec_path: Path = rec_path, tim_path: Path = tim_path,
+                   table: str = table) -> None:
             # timings first: a campaign counts as done once its records are written
             for path, rows, cols in ((tim_path, times, list(TIMING_COLUMNS)),
                                      (rec_path, recs, None)):

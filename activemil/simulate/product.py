@@ -238,5 +238,11 @@ def import_recipes() -> None:
         importlib.import_module(f"activemil.structures.{mod.name}")
 
 
-__all__ = ["CampaignSetup", "CampaignSession", "CampaignStrategy", "campaign_recipe",
-           "import_recipes", "table_space"]
+__all__ = [
+    "CampaignSession",
+    "CampaignSetup",
+    "CampaignStrategy",
+    "campaign_recipe",
+    "import_recipes",
+    "table_space",
+]
