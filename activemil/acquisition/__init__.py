@@ -1,43 +1,43 @@
-"""Acquisition: the calibrated surrogate as a BoTorch model over candidate ids, and batch policies.
+"""Acquisition: one calibrated GP posterior over the pool, read by every batch policy.
 
-Core pieces are pure tensor code over :class:`PoolTables` (calibrated member quantiles
-``[M, N, 9]``, bag embeddings ``[N, d]``, out-of-fold residuals); :func:`tables_from_surrogate`
-adapts any fitted surrogate; :func:`propose_batch` is the entry point used by campaigns and CLI.
+:func:`build_posterior` fits the posterior (:mod:`activemil.acquisition.posterior`),
+:func:`propose_from_posterior` runs a policy on it, :func:`propose_batch` does both and is the
+entry point used by campaigns. Policy names live in the import-light
+:mod:`activemil.acquisition.names`.
 """
 
-from activemil.acquisition.belief import FeatureMap, LinearBelief
-from activemil.acquisition.kg import DiscreteKnowledgeGradient, PoolBelief, kg_exact, kg_exact_q1
-from activemil.acquisition.model import MILModel, ParticleSampler
-from activemil.acquisition.particles import (
-    NORMAL_SCORES,
-    copula_basis,
-    copula_fields,
-    draw_particles,
-    quantile_function,
+from activemil.acquisition.kg import expected_max_lines, kg_batch, kg_values
+from activemil.acquisition.names import POLICIES
+from activemil.acquisition.policies import PolicySettings, Selection, run_policy
+from activemil.acquisition.posterior import (
+    PoolPosterior,
+    PriorColumnMean,
+    calibration_factor,
+    fit_pool_posterior,
+    loo_scores,
 )
-from activemil.acquisition.policies import POLICIES, PolicySettings, Selection
-from activemil.acquisition.propose import propose_batch, propose_from_tables
-from activemil.acquisition.tables import PoolTables, tables_from_surrogate
+from activemil.acquisition.propose import (
+    build_posterior,
+    posterior_prediction,
+    propose_batch,
+    propose_from_posterior,
+)
 
 __all__ = [
-    "NORMAL_SCORES",
     "POLICIES",
-    "DiscreteKnowledgeGradient",
-    "FeatureMap",
-    "LinearBelief",
-    "MILModel",
-    "ParticleSampler",
     "PolicySettings",
-    "PoolBelief",
-    "PoolTables",
+    "PoolPosterior",
+    "PriorColumnMean",
     "Selection",
-    "copula_basis",
-    "copula_fields",
-    "draw_particles",
-    "kg_exact",
-    "kg_exact_q1",
+    "build_posterior",
+    "calibration_factor",
+    "expected_max_lines",
+    "fit_pool_posterior",
+    "kg_batch",
+    "kg_values",
+    "loo_scores",
+    "posterior_prediction",
     "propose_batch",
-    "propose_from_tables",
-    "quantile_function",
-    "tables_from_surrogate",
+    "propose_from_posterior",
+    "run_policy",
 ]

@@ -1,34 +1,27 @@
-"""``propose_batch``: choose the next q candidates from a fitted surrogate and the whole pool."""
+"""``propose_batch``: fit the calibrated pool posterior and choose the next q candidates."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from activemil.acquisition import policies as P
-from activemil.acquisition.tables import PoolTables, tables_from_surrogate
+from activemil.acquisition.names import POLICIES
+from activemil.acquisition.posterior import PoolPosterior, fit_pool_posterior
 from activemil.errors import InputError
-from activemil.surrogates.prediction import ALPHAS, MEDIAN_INDEX, interval_indices
-
-#: automatic shortlist per expensive policy: (shortlist when more allowed candidates than, size)
-#: qLogEI/qLogNEI/qUCB cost ~0.2 ms per candidate and step with 256 particles; KG far less.
-AUTO_SHORTLIST: dict[str, tuple[int, int]] = {
-    "logei": (4_000, 2_000),
-    "lognei": (4_000, 2_000),
-    "qucb": (4_000, 2_000),
-    "kg": (4_000, 2_000),  # a flat belief on the 10k pool needed ~10 GB without it
-}
+from activemil.surrogates.prediction import ALPHAS, MEDIAN_INDEX, Prediction, interval_indices
 
 COLUMNS = ("rank", "id", "acquisition", "policy", "median", "lo_05", "hi_05", "lo_10", "hi_10",
            "lo_20", "hi_20", "stratum", "top_sites")
 
 
-def _settings(kw: dict[str, Any]) -> P.PolicySettings:
+def policy_settings(kw: dict[str, Any]) -> P.PolicySettings:
+    """:class:`PolicySettings` from keyword options, refusing unknown or invalid ones."""
     names = {f.name for f in dataclasses.fields(P.PolicySettings)}
     unknown = sorted(set(kw) - names)
     if unknown:
@@ -36,16 +29,41 @@ def _settings(kw: dict[str, Any]) -> P.PolicySettings:
             f"Unknown acquisition option(s) {', '.join(unknown)}; accepted options are "
             f"{', '.join(sorted(names))}."
         )
-    s = P.PolicySettings(**kw)
-    if not 0.0 <= s.rho <= 1.0:
-        raise InputError(f"rho={s.rho} is outside [0, 1]; pass a copula correlation in [0, 1].")
-    if s.batch not in ("bucb", "qucb"):
-        raise InputError(f"batch={s.batch!r} is not a UCB batching mode; use 'bucb' or 'qucb'.")
-    if s.n_particles < 2 or s.num_fantasies < 2:
-        raise InputError("n_particles and num_fantasies must be at least 2; pass for example 256 and 128.")
-    if s.bucb_noise <= 0:
-        raise InputError(f"bucb_noise={s.bucb_noise} must be positive; pass for example 0.1.")
+    try:
+        s = P.PolicySettings(**{k: int(v) for k, v in kw.items()})
+    except (TypeError, ValueError):
+        raise InputError(
+            f"Acquisition options {kw} must be integers; pass for example mc_samples=256."
+        ) from None
+    if s.mc_samples < 2 or s.kg_inner < 1 or min(s.kg_candidates, s.mc_shortlist,
+                                                 s.embedding_dims) < 0:
+        raise InputError(
+            "mc_samples must be at least 2, kg_inner at least 1 and the other acquisition "
+            "options non-negative; pass for example mc_samples=256."
+        )
     return s
+
+
+def top_sites_text(attention: np.ndarray | None, site_index: np.ndarray | None,
+                   site_kind: np.ndarray | None, kind_names: Sequence[str], row: int,
+                   k: int = 3) -> str:
+    """``"site 12 (ontop) a=0.08; ..."`` for the k most attended sites of a bag ('' if none)."""
+    if attention is None or site_index is None:
+        return ""
+    att = np.asarray(attention[row], dtype=np.float64)
+    idx = np.asarray(site_index[row])
+    width = min(att.shape[0], idx.shape[0])
+    att, idx = att[:width], idx[:width]
+    real = np.flatnonzero(idx >= 0)
+    top = real[np.argsort(-att[real], kind="stable")[:k]]
+    parts = []
+    for j in top:
+        label = ""
+        if site_kind is not None and site_kind[row][j] >= 0:
+            kd = int(site_kind[row][j])
+            label = f" ({kind_names[kd] if kd < len(kind_names) else f'kind {kd}'})"
+        parts.append(f"site {int(idx[j])}{label} a={att[j]:.2f}")
+    return "; ".join(parts)
 
 
 def _rows(ids: Iterable[str], index: dict[str, int], what: str) -> tuple[np.ndarray, int]:
@@ -61,190 +79,185 @@ def _rows(ids: Iterable[str], index: dict[str, int], what: str) -> tuple[np.ndar
     return np.unique(np.asarray(rows, dtype=np.int64)), missing
 
 
-def top_sites_text(t: PoolTables, row: int, k: int = 3) -> str:
-    """``"site 12 (ontop) a=0.08; ..."`` for the k most attended sites of a bag ('' if none)."""
-    if t.attention is None or t.site_index is None:
-        return ""
-    att = np.asarray(t.attention[row], dtype=np.float64)
-    idx = np.asarray(t.site_index[row])
-    kind = None if t.site_kind is None else np.asarray(t.site_kind[row])
-    width = min(att.shape[0], idx.shape[0])
-    att, idx = att[:width], idx[:width]
-    real = np.flatnonzero(idx >= 0)
-    top = real[np.argsort(-att[real], kind="stable")[:k]]
-    parts = []
-    for j in top:
-        label = ""
-        if kind is not None and kind[j] >= 0:
-            kd = int(kind[j])
-            name = t.site_kind_names[kd] if kd < len(t.site_kind_names) else f"kind {kd}"
-            label = f" ({name})"
-        parts.append(f"site {int(idx[j])}{label} a={att[j]:.2f}")
-    return "; ".join(parts)
+def build_posterior(
+    bags: Any,
+    train_ids: Sequence[str],
+    train_y: np.ndarray,
+    *,
+    surrogate: Any = None,
+    maximize: bool = True,
+    alpha: float = 0.1,
+    embedding_dims: int = 2,
+    seed: int = 0,
+) -> tuple[PoolPosterior, Prediction | None]:
+    """The calibrated posterior over the pool ``bags`` and the surrogate's own pool prediction.
+
+    Args:
+        bags: the whole pool (a ``BagSet``; composition fractions are its first side columns).
+        train_ids, train_y: measured ids (all in ``bags``) and values ``[n]`` (target units).
+        surrogate: a fitted MIL-type surrogate (prior mean from its median, out-of-fold median
+            at training points, embeddings), or ``None`` for a plain composition GP.
+    """
+    from activemil.surrogates.base import composition_columns
+
+    index = {c: i for i, c in enumerate(bags.ids)}
+    missing = [c for c in train_ids if c not in index]
+    if missing:
+        raise InputError(f"Measured id {missing[0]!r} is not in the pool; add it to the pool first.")
+    train_rows = np.array([index[c] for c in train_ids], dtype=np.int64)
+    e = composition_columns(bags)
+    comp = np.asarray(bags.side[:, :e], dtype=np.float64)
+    pred = None
+    kw: dict[str, Any] = {}
+    if surrogate is not None:
+        pred = surrogate.predict(bags)
+        oof = getattr(surrogate, "oof_median", None)
+        kw = {"prior_median": pred.median, "embedding": pred.embedding,
+              "prior_train": None if oof is None or len(oof) != len(train_ids) else oof}
+    post = fit_pool_posterior(comp, tuple(bags.ids), train_rows, np.asarray(train_y, float),
+                              maximize=maximize, alpha=alpha, embedding_dims=embedding_dims,
+                              seed=seed, **kw)
+    return post, pred
 
 
-def propose_from_tables(
-    tables: PoolTables,
+def posterior_prediction(post: PoolPosterior, pred: Prediction | None, strata: np.ndarray) -> Prediction:
+    """The posterior's calibrated 9 quantiles over the whole pool as a :class:`Prediction`."""
+    q = post.quantiles()
+    return Prediction(
+        ids=post.ids, quantiles=q, member_quantiles=q[None],
+        attention=None if pred is None else pred.attention,
+        embedding=post.X[:, :-1].numpy() if pred is None else pred.embedding,
+        strata=np.asarray(strata), contributions=None if pred is None else pred.contributions,
+    )
+
+
+def propose_from_posterior(
+    post: PoolPosterior,
     q: int,
     policy: str,
     *,
-    maximize: bool = True,
     exclude: Iterable[str] = (),
     pending: Iterable[str] = (),
     seed: int = 0,
     alpha: float = 0.1,
-    shortlist: int | None = None,
+    strata: np.ndarray | None = None,
+    attention: np.ndarray | None = None,
+    site_index: np.ndarray | None = None,
+    site_kind: np.ndarray | None = None,
+    site_kind_names: Sequence[str] = (),
     top_k_sites: int = 3,
     **policy_kw: Any,
 ) -> pd.DataFrame:
-    """Choose ``q`` candidates from precomputed pool tables (see :func:`propose_batch`).
+    """Choose ``q`` candidates on a fitted posterior.
 
     Args:
-        tables: calibrated quantiles ``[M, N, 9]``/``[N, 9]``, embeddings ``[N, d]`` and
-            out-of-fold residuals, in target units (not oriented).
-        q: batch size.
-        policy: one of :data:`~activemil.acquisition.policies.POLICIES`.
-        maximize: direction of the target.
-        exclude: measured ids (never proposed; baseline for ``lognei``).
-        pending: in-flight ids (never proposed; conditioned on by ucb/kg/logei/lognei).
-        seed: seeds particles, fantasies and the tie-break order.
+        post: the calibrated pool posterior.
+        q: batch size; policy: one of :data:`POLICIES`.
+        exclude: measured ids (never proposed); pending: in-flight ids (never proposed,
+            conditioned on).
+        seed: tie-break order, QMC samples and posterior draws.
         alpha: miscoverage of the UCB interval (0.05, 0.10 or 0.20).
-        shortlist: restrict candidates to the top-k by conformal UCB first; ``None`` = automatic
-            (see :data:`AUTO_SHORTLIST`: logei/lognei/qUCB/kg above 4,000 allowed candidates
-            keep 2,000), ``0`` = never.
-        top_k_sites: attended sites listed in ``top_sites``.
+        strata, attention, site_index, site_kind, site_kind_names: pool annotations for the
+            output table (``[N]``, ``[N, K]``).
         policy_kw: :class:`~activemil.acquisition.policies.PolicySettings` fields.
 
     Returns:
-        DataFrame with columns ``rank, id, acquisition, policy, median, lo_05, hi_05, lo_10,
-        hi_10, lo_20, hi_20, stratum, top_sites``; ``.attrs["shortlist"]`` (int or None),
-        ``.attrs["notes"]`` (list of str), ``.attrs["seconds"]``.
+        DataFrame with columns :data:`COLUMNS` (quantiles in target units from the calibrated
+        posterior); ``.attrs["notes"]`` (list of str) and ``.attrs["seconds"]``.
     """
     t0 = time.perf_counter()
-    if policy not in P.POLICIES:
-        raise InputError(
-            f"Unknown acquisition policy {policy!r}; use one of {', '.join(P.POLICIES)}."
-        )
+    if policy not in POLICIES:
+        raise InputError(f"Unknown acquisition policy {policy!r}; use one of {', '.join(POLICIES)}.")
     if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 1:
-        raise InputError(f"Batch size q={q!r} is not a positive integer; pass a batch size of at least 1, for example 8.")
+        raise InputError(f"Batch size q={q!r} is not a positive integer; pass for example 8.")
     if not any(abs(alpha - a) < 1e-12 for a in ALPHAS):
         raise InputError(
             f"alpha={alpha} has no calibrated interval; use one of {', '.join(map(str, ALPHAS))}."
         )
-    if shortlist is not None and (isinstance(shortlist, bool) or int(shortlist) < 0):
-        raise InputError(f"shortlist={shortlist!r} must be a non-negative integer or None.")
-    settings = _settings(policy_kw)
-    q = int(q)
-    index = tables.index_of()
+    settings = policy_settings(policy_kw)
+    index = {c: i for i, c in enumerate(post.ids)}
     ex_rows, ex_missing = _rows(exclude, index, "exclude")
     pe_rows, pe_missing = _rows(pending, index, "pending")
-    notes: list[str] = []
+    notes: list[str] = list(post.notes)
     if ex_missing:
-        notes.append(f"{ex_missing} measured id(s) are not in the pool (kept out of the baseline)")
+        notes.append(f"{ex_missing} measured id(s) are not in the pool")
     if pe_missing:
         notes.append(f"{pe_missing} pending id(s) are not in the pool (not conditioned on)")
-    allowed = np.ones(tables.n, dtype=bool)
+    allowed = np.ones(post.n, dtype=bool)
     allowed[ex_rows] = False
     allowed[pe_rows] = False
     n_allowed = int(allowed.sum())
     if q > n_allowed:
         raise InputError(
-            f"Asked for q={q} candidates but only {n_allowed} of the {tables.n} pool candidates "
+            f"Asked for q={q} candidates but only {n_allowed} of the {post.n} pool candidates "
             "are neither measured nor pending; lower the budget or enlarge the design space."
         )
-    t = tables.oriented(maximize)
-    order = P.priority(t.n, seed)
-
-    # shortlist: top-k allowed by conformal UCB (ties by the seeded order)
-    auto = AUTO_SHORTLIST.get("qucb" if policy == "ucb" and settings.batch == "qucb" else policy)
-    k = None
-    if shortlist is None:
-        if auto is not None and n_allowed > auto[0]:
-            k = auto[1]
-    elif int(shortlist) > 0 and policy != "random":
-        k = int(shortlist)
-    if k is not None and k < n_allowed:
-        k = max(k, q)
-        keep = P._top(P.conformal_ucb(t, alpha), allowed, order, k)
-        allowed = np.zeros_like(allowed)
-        allowed[keep] = True
-        notes.append(
-            f"shortlist: {policy} evaluated on the top {k} of {n_allowed} candidates by "
-            f"conformal UCB (alpha={alpha})"
-        )
-    else:
-        k = None
-
-    if policy == "greedy":
-        sel = P.greedy(t, q, allowed, order)
-    elif policy == "random":
-        sel = P.random_policy(q, allowed, order)
-    elif policy == "thompson":
-        sel = P.thompson(t, q, allowed, order, seed, settings)
-    elif policy == "ucb" and settings.batch == "bucb":
-        sel = P.ucb_bucb(t, q, allowed, order, pe_rows, alpha, settings)
-    else:
-        if policy == "kg":  # KG is ~0 far from the incumbent: break its ties by conformal UCB
-            candidates = P._top(P.conformal_ucb(t, alpha), allowed, order, int(allowed.sum()))
-        else:
-            candidates = order[allowed[order]]
-        sel = P.botorch_policy(policy, t, q, candidates, pe_rows, ex_rows, alpha, seed, settings)
+    sel = P.run_policy(policy, post, int(q), allowed, pe_rows, alpha=alpha, seed=seed,
+                       settings=settings)
     notes.extend(sel.notes)
-
     rows = np.asarray(sel.rows, dtype=np.int64)
     if len(set(rows.tolist())) != q or not allowed[rows].all():  # internal invariant
         raise RuntimeError(f"policy {policy} returned invalid rows {rows.tolist()}")
-    qt = tables.quantiles[rows]
+    qt = post.quantiles(rows)
     data: dict[str, Any] = {
-        "rank": np.arange(1, q + 1),
-        "id": [tables.ids[r] for r in rows],
-        "acquisition": np.asarray(sel.values, dtype=np.float64),
-        "policy": [policy] * q,
+        "rank": np.arange(1, q + 1), "id": [post.ids[r] for r in rows],
+        "acquisition": np.asarray(sel.values, dtype=np.float64), "policy": [policy] * q,
         "median": qt[:, MEDIAN_INDEX],
     }
     for a, tag in zip(ALPHAS, ("05", "10", "20")):
         i, j = interval_indices(a)
         data[f"lo_{tag}"] = qt[:, i]
         data[f"hi_{tag}"] = qt[:, j]
-    data["stratum"] = np.asarray(tables.strata)[rows]
-    data["top_sites"] = [top_sites_text(tables, int(r), top_k_sites) for r in rows]
+    data["stratum"] = (np.full(q, -1) if strata is None else np.asarray(strata)[rows])
+    data["top_sites"] = [top_sites_text(attention, site_index, site_kind, site_kind_names,
+                                        int(r), top_k_sites) for r in rows]
     df = pd.DataFrame(data, columns=list(COLUMNS))
-    df.attrs["shortlist"] = k
+    notes.append(
+        f"posterior: GP on composition{f' + {post.n_embedding}-d MIL embedding' if post.n_embedding else ''}"
+        f"{' with the MIL median as prior mean' if post.prior else ''}, {len(post.train_Y)} "
+        f"measurements, calibration scale x{post.scale:.2f} (cross-validated coverage "
+        f"{post.loo_coverage:.0%} at {1 - post.alpha:.0%})"
+    )
     df.attrs["notes"] = notes
     df.attrs["seconds"] = time.perf_counter() - t0
-    df.attrs["maximize"] = bool(maximize)
     return df
 
 
 def propose_batch(
-    surrogate: Any,
     bags: Any,
+    train_ids: Sequence[str],
+    train_y: np.ndarray,
     q: int,
     policy: str,
     *,
+    surrogate: Any = None,
     maximize: bool = True,
     exclude: Iterable[str] = (),
     pending: Iterable[str] = (),
     seed: int = 0,
     alpha: float = 0.1,
-    shortlist: int | None = None,
     **policy_kw: Any,
-) -> pd.DataFrame:
-    """Propose ``q`` jointly chosen candidates from the whole pool ``bags``.
+) -> tuple[pd.DataFrame, PoolPosterior, Prediction | None]:
+    """Fit the pool posterior on the measurements and propose ``q`` jointly chosen candidates.
 
-    ``surrogate`` is any fitted surrogate of docs/CONTRACTS.md (conformal MIL ensemble or the GP
-    baseline); the pool is predicted once and every policy works on those tables. ``exclude``
-    (measured) and ``pending`` (in flight) ids are never returned. Output as
-    :func:`propose_from_tables`; ``acquisition`` is the policy's score in the maximisation
-    orientation (for ``maximize=False`` it is computed on the negated target).
+    ``surrogate`` (a fitted MIL ensemble, or ``None`` for a composition GP) supplies the prior
+    mean, the embedding and the attention shown in ``top_sites``. Measured ids are always
+    excluded. Returns ``(table, posterior, surrogate's pool prediction or None)``; the table is
+    as :func:`propose_from_posterior`'s.
     """
     t0 = time.perf_counter()
-    tables = tables_from_surrogate(surrogate, bags)
+    dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
+    post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate, maximize=maximize,
+                                 alpha=alpha, embedding_dims=dims, seed=seed)
     t1 = time.perf_counter()
-    df = propose_from_tables(
-        tables, q, policy, maximize=maximize, exclude=exclude, pending=pending, seed=seed,
-        alpha=alpha, shortlist=shortlist, **policy_kw,
+    kinds = tuple(str(k) for k in (getattr(bags, "meta", {}) or {}).get("site_kinds", ()))
+    df = propose_from_posterior(
+        post, q, policy, exclude=set(exclude) | set(map(str, train_ids)), pending=pending,
+        seed=seed, alpha=alpha, strata=np.asarray(bags.strata),
+        attention=None if pred is None else pred.attention,
+        site_index=np.asarray(bags.site_index), site_kind=np.asarray(bags.site_kind),
+        site_kind_names=kinds, **policy_kw,
     )
-    df.attrs["predict_seconds"] = t1 - t0
+    df.attrs["fit_seconds"] = t1 - t0
     df.attrs["seconds"] = time.perf_counter() - t0
-    return df
+    return df, post, pred

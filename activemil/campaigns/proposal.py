@@ -38,6 +38,9 @@ class ProposalResult:
         events: the ``proposed`` events written.
         sheet: path of the lab sheet ``batches/<batch>.csv``.
         notes: one-line remarks for the user (e.g. why the batch is space-filling).
+        pool_prediction: in model mode, the calibrated posterior's quantiles over the whole
+            pool (a ``surrogates.Prediction`` whose ids are the pool's, plus measured off-grid
+            points), else ``None``.
     """
 
     batch: str
@@ -48,6 +51,7 @@ class ProposalResult:
     events: list[Event]
     sheet: Path
     notes: list[str] = field(default_factory=list)
+    pool_prediction: object = None
 
 
 def maximin_batch(
@@ -135,6 +139,7 @@ def propose(
             "the design space in a new campaign or abandon in-flight candidates."
         )
     notes: list[str] = []
+    pool_prediction = None
     q = budget
     if budget > n_avail:
         q = n_avail
@@ -158,7 +163,7 @@ def propose(
         table = _basic_table(campaign, pool, picks)
     else:
         mode = "model"
-        table, extra = _model_batch(
+        table, extra, pool_prediction = _model_batch(
             campaign, state, pool, obs, q, policy, alpha, seed, kind, progress, say
         )
         notes.extend(extra)
@@ -181,7 +186,7 @@ def propose(
         campaign.append(events)
         sheet = campaign.write_batch_sheet(batch)
     table.insert(0, "batch", batch)
-    return ProposalResult(batch, rnd, mode, policy, table, events, sheet, notes)
+    return ProposalResult(batch, rnd, mode, policy, table, events, sheet, notes, pool_prediction)
 
 
 def _basic_table(campaign: Campaign, pool: CandidatePool, picks: list[int]) -> pd.DataFrame:
@@ -301,6 +306,8 @@ def fit_campaign_surrogate(
          "encoder": campaign.config.get("encoder"), "structure": campaign.config.get("structure"),
          "obs": [[i, float(v)] for i, v in zip(obs["id"], y)]},
         sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if kind == "gp":  # the posterior itself is the composition GP: no separate surrogate
+        return FittedContext(None, bags, full, index, extra, key, recipe)
     model_dir = campaign.derived_dir / "models" / key
     model = _load_model(make_surrogate, kind, settings, model_dir)
     if model is None:
@@ -327,38 +334,37 @@ def _model_batch(
     kind: str,
     progress: bool,
     say: Callable[[str], None],
-) -> tuple[pd.DataFrame, list[str]]:
-    from activemil.acquisition import propose_batch
+) -> tuple[pd.DataFrame, list[str], object]:
+    from activemil.acquisition import posterior_prediction, propose_batch
 
     ctx = fit_campaign_surrogate(campaign, pool, obs, kind, progress, say)
     model, bags, full, index, extra = ctx.model, ctx.bags, ctx.pool, ctx.index, ctx.extra
     elements = campaign.elements
-    say(f"Choosing {q} candidates with {policy} ...")
+    say(f"Fitting the calibrated posterior and choosing {q} candidates with {policy} ...")
     exclude = tuple(sorted(set(state.closed_ids) | set(extra)))
     pending = tuple(state.in_flight_ids)
-    picked = propose_batch(
-        model, bags, q, policy, maximize=campaign.maximize, exclude=exclude, pending=pending,
+    picked, post, pred = propose_batch(
+        bags, list(obs["id"]), obs["value"].to_numpy(dtype=float), q, policy,
+        surrogate=model, maximize=campaign.maximize, exclude=exclude, pending=pending,
         seed=seed, alpha=alpha, **dict(campaign.setting("acquisition", "settings", {})),
     )
     picked = picked.reset_index(drop=True)
     rows = np.array([index[i] for i in picked["id"]], dtype=np.int64)
-    pred = model.predict(bags.subset(rows))
-    pred_index = {cid: k for k, cid in enumerate(pred.ids)}
+    qs_all = post.quantiles(rows)
     a_key = {0.05: "05", 0.10: "10", 0.20: "20"}[min(ALPHAS, key=lambda a: abs(a - alpha))]
     out = []
-    for _, r in picked.iterrows():
+    for k, (_, r) in enumerate(picked.iterrows()):
         i = index[r["id"]]
-        qs = pred.quantiles[pred_index[r["id"]]]
         out.append({
             "rank": int(r["rank"]), "id": r["id"],
             **{e: float(x) for e, x in zip(elements, full.fractions[i])},
             "acquisition": r["acquisition"], "median": r["median"],
             "lo": r[f"lo_{a_key}"], "hi": r[f"hi_{a_key}"], "stratum": r.get("stratum"),
             "top_sites": r.get("top_sites", ""),
-            "quantiles": {k: float(v) for k, v in zip(QUANTILE_KEYS, qs)},
+            "quantiles": {key: float(v) for key, v in zip(QUANTILE_KEYS, qs_all[k])},
         })
     notes = [str(n) for n in picked.attrs.get("notes", []) or []]
-    return pd.DataFrame(out), notes
+    return pd.DataFrame(out), notes, posterior_prediction(post, pred, np.asarray(bags.strata))
 
 
 def _load_model(make_surrogate: Callable, kind: str, settings: dict, model_dir: Path):

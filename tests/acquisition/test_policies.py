@@ -1,213 +1,120 @@
-"""Batch policies through propose_from_tables: validity, diversity, symmetry, determinism."""
+"""Every policy reads the one posterior: distinct picks, pending points, batch diversity."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import make_tables
+import torch
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.monte_carlo import qUpperConfidenceBound
+from botorch.sampling.normal import SobolQMCNormalSampler
 
-from activemil.acquisition import POLICIES, propose_from_tables
-from activemil.acquisition import propose as propose_mod
-from activemil.acquisition.propose import COLUMNS
+from activemil.acquisition import POLICIES, fit_pool_posterior, propose_from_posterior, run_policy
 from activemil.errors import InputError
 
-Q = 6
 
-
-def _measured(t) -> list[str]:
-    return [t.ids[i] for i in t.meta["train_rows"]]
-
-
-def gp_like(t):
-    """What the GP baseline's Prediction gives: one member, no attention, composition features."""
-    rng = np.random.default_rng(9)
-    comp = rng.dirichlet(np.ones(5), size=t.n)
-    return replace(
-        t, member_quantiles=t.quantiles[None], embedding=comp, attention=None,
-        train_embedding=comp[t.meta["train_rows"]],
-    )
+@pytest.fixture
+def post(pool):
+    comp, truth, ids = pool
+    rng = np.random.default_rng(3)
+    tr = rng.choice(len(comp), 10, replace=False)
+    return fit_pool_posterior(comp, ids, tr, truth[tr], seed=0), tr
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("kind", ["mil", "gp"])
-def test_each_policy_returns_q_distinct_unmeasured_non_pending_ids(tables, policy, kind) -> None:
-    t = tables if kind == "mil" else gp_like(tables)
-    measured = _measured(t)
-    pending = ["c0001", "c0002", t.ids[int(np.argmax(t.median))]]
-    df = propose_from_tables(t, Q, policy, exclude=measured, pending=pending, seed=4)
-    assert list(df.columns) == list(COLUMNS)
-    assert df["rank"].tolist() == list(range(1, Q + 1))
-    assert df["id"].nunique() == Q
-    assert not set(df["id"]) & (set(measured) | set(pending))
-    assert (df["policy"] == policy).all()
-    assert (df["lo_05"] <= df["lo_10"]).all() and (df["lo_10"] <= df["lo_20"]).all()
-    assert (df["lo_20"] <= df["median"]).all() and (df["median"] <= df["hi_20"]).all()
-    assert (df["hi_20"] <= df["hi_10"]).all() and (df["hi_10"] <= df["hi_05"]).all()
-    if kind == "mil":
-        assert df["top_sites"].str.match(r"site \d+ \((ontop|fcc)\) a=\d\.\d\d").all()
-    else:
-        assert (df["top_sites"] == "").all()
-    if policy != "random":
-        assert np.isfinite(df["acquisition"]).all()
-    assert df.attrs["shortlist"] is None and isinstance(df.attrs["notes"], list)
-    again = propose_from_tables(t, Q, policy, exclude=measured, pending=pending, seed=4)
-    pd.testing.assert_frame_equal(df, again)  # deterministic under a seed
+def test_distinct_allowed_deterministic(post, policy):
+    p, tr = post
+    allowed = np.ones(p.n, bool)
+    allowed[tr] = False
+    a = run_policy(policy, p, 6, allowed, np.array([], int), seed=5)
+    b = run_policy(policy, p, 6, allowed, np.array([], int), seed=5)
+    assert len(set(a.rows)) == 6 and allowed[a.rows].all()
+    assert a.rows == b.rows
 
 
-def test_qucb_batching_mode(tables) -> None:
-    df = propose_from_tables(tables, Q, "ucb", batch="qucb", exclude=_measured(tables),
-                             pending=["c0003"])
-    assert df["id"].nunique() == Q and "c0003" not in set(df["id"])
+@pytest.mark.parametrize("policy", ["ucb", "thompson", "kg", "lognei"])
+def test_pending_candidates_change_the_rest_of_the_batch(post, pool, policy):
+    p, tr = post
+    comp = pool[0]
+    allowed = np.ones(p.n, bool)
+    allowed[tr] = False
+    first = run_policy(policy, p, 8, allowed, np.array([], int), seed=1)
+    # 4 in-flight candidates around the first pick of the unconditioned batch
+    d = np.linalg.norm(comp - comp[first.rows[0]], axis=1)
+    d[~allowed] = np.inf
+    pend = np.argsort(d)[:4]
+    allowed2 = allowed.copy()
+    allowed2[pend] = False
+    second = run_policy(policy, p, 8, allowed2, pend, seed=1)
+    assert not set(second.rows) & set(pend.tolist())
+    assert second.rows != [r for r in first.rows if r not in set(pend.tolist())][:8]
+
+    def near(rows):  # picks within 0.08 of a pending composition
+        return int((np.linalg.norm(comp[rows][:, None] - comp[pend][None], axis=-1) < 0.08).sum())
+
+    assert near(second.rows) <= near(first.rows)
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-def test_maximise_minimise_symmetry(tables, policy) -> None:
-    neg = replace(
-        tables,
-        member_quantiles=-tables.member_quantiles[..., ::-1],
-        quantiles=-tables.quantiles[..., ::-1],
-        train_residual=-tables.train_residual,
-        train_y=-tables.train_y,
-    )
-    kw = {"exclude": _measured(tables), "pending": ["c0005"], "seed": 2}
-    up = propose_from_tables(tables, Q, policy, maximize=True, **kw)
-    down = propose_from_tables(neg, Q, policy, maximize=False, **kw)
-    assert up["id"].tolist() == down["id"].tolist()
-    np.testing.assert_allclose(up["acquisition"], down["acquisition"], equal_nan=True)
-    np.testing.assert_allclose(up["median"], -down["median"])
-    np.testing.assert_allclose(up["hi_10"], -down["lo_10"])
+def test_sequential_ucb_is_consistent_with_its_own_pending_points(post):
+    p, tr = post
+    allowed = np.ones(p.n, bool)
+    allowed[tr] = False
+    first = run_policy("ucb", p, 8, allowed, np.array([], int), seed=1)
+    pend = np.array(first.rows[:4])
+    allowed[pend] = False
+    second = run_policy("ucb", p, 4, allowed, pend, seed=1)
+    assert second.rows == first.rows[4:]
 
 
-def test_minimise_goes_for_small_values(tables) -> None:
-    lo = propose_from_tables(tables, Q, "greedy", maximize=False)
-    assert set(lo["id"]) == {tables.ids[i] for i in np.argsort(tables.median)[:Q]}
-    th = propose_from_tables(tables, Q, "thompson", maximize=False, seed=1)
-    assert th["median"].mean() < np.quantile(tables.median, 0.1)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ucb_batch_is_diverse_under_the_conditioned_posterior(pool, seed):
+    comp, truth, ids = pool
+    tr = np.random.default_rng(seed).choice(len(comp), 20, replace=False)
+    p = fit_pool_posterior(comp, ids, tr, truth[tr])
+    allowed = np.ones(p.n, bool)
+    allowed[tr] = False
+    batch = run_policy("ucb", p, 8, allowed, np.array([], int)).rows
+    mu, var = p.mean_var()
+    score = np.where(allowed, mu + 1.645 * np.sqrt(var), -np.inf)
+    marginal = np.argsort(-score)[:8]  # eight neighbours of the UCB peak
+
+    def spread(rows):
+        c = comp[rows]
+        return np.mean(np.linalg.norm(c[:, None] - c[None], axis=-1))
+
+    assert spread(batch) > 1.5 * spread(marginal)
 
 
-def test_thompson_batches_differ_across_seeds_and_are_diverse() -> None:
-    # a flat landscape with wide intervals: exploration matters
-    t = make_tables(n=400, seed=5)
-    t = replace(t, quantiles=0.2 * t.quantiles, member_quantiles=0.2 * t.member_quantiles)
-    batches = [tuple(propose_from_tables(t, Q, "thompson", seed=s)["id"]) for s in range(6)]
-    assert len(set(batches)) == 6
-    union = set().union(*map(set, batches))
-    assert len(union) >= 3 * Q
-    greedy = set(propose_from_tables(t, Q, "greedy")["id"])
-    assert any(set(b) != greedy for b in batches)
-    # picks within a batch are spread over the embedding, not clustered at one optimum
-    idx = t.index_of()
-    emb = t.embedding
-
-    def spread(ids) -> float:
-        e = emb[[idx[i] for i in ids]]
-        return float(np.mean(np.linalg.norm(e[:, None] - e[None], axis=-1)))
-
-    assert np.mean([spread(b) for b in batches]) > 0.5 * spread(t.ids)
+def test_qucb_on_the_model_equals_analytic_ucb_for_q1(post):
+    p, _ = post
+    acqf = qUpperConfidenceBound(p.model, beta=4.0,
+                                 sampler=SobolQMCNormalSampler(torch.Size([8192]), seed=0))
+    x = p.X[:3].unsqueeze(1)
+    with torch.no_grad():
+        got = acqf(x).numpy()
+    mu, var = p.mean_var(np.arange(3))
+    np.testing.assert_allclose(got, mu + 2.0 * np.sqrt(var), rtol=0.02, atol=1e-3)
 
 
-def test_bucb_spreads_over_near_duplicates() -> None:
-    """Ten near-copies with the widest intervals: plain UCB takes Q of them, BUCB does not."""
-    from activemil.acquisition import NORMAL_SCORES
-
-    t = make_tables(n=200, seed=6)
-    rng = np.random.default_rng(0)
-    best = int(np.argmax(t.median))
-    dup = np.argsort(-t.median)[5:15]  # good, not the best, medians
-    emb = t.embedding.copy()
-    emb[dup] = emb[dup[0]] + 1e-3 * rng.normal(size=(10, emb.shape[1]))
-    q = t.quantiles.copy()
-    width = (q[best, 7] - q[dup, 4]).max() / NORMAL_SCORES[7].item()
-    q[dup] = q[dup, 4:5] + width * NORMAL_SCORES.numpy()  # widest intervals: top conformal UCB
-    t = replace(t, embedding=emb, quantiles=q)
-    best = dup[0]
-    cluster = {t.ids[i] for i in [best, *dup]}
-    plain = propose_from_tables(t, Q, "ucb", rho=0.0)  # no shrinking: conformal UCB top-q
-    assert len(set(plain["id"]) & cluster) == Q
-    counts = [len(set(propose_from_tables(t, Q, "ucb", rho=r)["id"]) & cluster)
-              for r in (0.5, 0.9, 0.99)]
-    assert counts[0] < Q and counts[2] <= 2 and counts == sorted(counts, reverse=True)
-    # a pending copy shrinks the cluster too
-    pend = propose_from_tables(t, 1, "ucb", rho=0.99, pending=[t.ids[best]])
-    assert pend["id"].iloc[0] not in cluster
+def test_qlognei_runs_on_the_model(post):
+    p, _ = post
+    acqf = qLogNoisyExpectedImprovement(p.model, X_baseline=p.train_X)
+    with torch.no_grad():
+        v = acqf(p.X[:4].unsqueeze(1))
+    assert torch.isfinite(v).all()
 
 
-def test_kg_conditions_on_pending() -> None:
-    t = make_tables(n_train=6, seed=1)  # few labels: the belief is uncertain, KG clearly > 0
-    first = propose_from_tables(t, 1, "kg", exclude=_measured(t), seed=0)
-    top = first["id"].iloc[0]
-    # with the top pick in flight, the next pick is different and values the joint batch
-    nxt = propose_from_tables(t, 1, "kg", exclude=_measured(t), pending=[top], seed=0)
-    assert nxt["id"].iloc[0] != top
-    assert nxt["acquisition"].iloc[0] >= first["acquisition"].iloc[0] - 1e-3
-    assert first["acquisition"].iloc[0] > 1e-3
-    assert not any("MC resolution" in n for n in first.attrs["notes"])
-
-
-def test_kg_says_when_it_cannot_resolve_anything() -> None:
-    t = make_tables(n_train=12, seed=1)  # evidence finds ~no learnable residual structure
-    # the pure linear belief is then certain about the incumbent: KG is 0 everywhere
-    df = propose_from_tables(t, 2, "kg", exclude=_measured(t), candidate_error=False)
-    assert any("MC resolution" in n for n in df.attrs["notes"])
-    # the candidate-specific error term (from the calibrated intervals) keeps KG informative
-    df = propose_from_tables(t, 2, "kg", exclude=_measured(t))
-    assert not any("MC resolution" in n for n in df.attrs["notes"])
-    assert df["acquisition"].iloc[0] > 0
-
-
-def test_ties_are_broken_by_the_seed(tables) -> None:
-    flat = replace(tables, quantiles=np.zeros_like(tables.quantiles) + np.arange(9),
-                   member_quantiles=np.zeros_like(tables.member_quantiles) + np.arange(9))
-    a = propose_from_tables(flat, Q, "greedy", seed=1)["id"].tolist()
-    b = propose_from_tables(flat, Q, "greedy", seed=1)["id"].tolist()
-    c = propose_from_tables(flat, Q, "greedy", seed=2)["id"].tolist()
-    assert a == b and a != c
-
-
-def test_shortlist_explicit_and_automatic(tables, monkeypatch) -> None:
-    df = propose_from_tables(tables, Q, "logei", shortlist=40, alpha=0.05)
-    assert df.attrs["shortlist"] == 40
-    assert any("shortlist" in n for n in df.attrs["notes"])
-    top40 = {tables.ids[i] for i in np.argsort(-tables.quantiles[:, 8])[:40]}
-    assert set(df["id"]) <= top40
-    monkeypatch.setitem(propose_mod.AUTO_SHORTLIST, "lognei", (100, 50))
-    auto = propose_from_tables(tables, Q, "lognei", exclude=_measured(tables))
-    assert auto.attrs["shortlist"] == 50
-    none = propose_from_tables(tables, Q, "lognei", exclude=_measured(tables), shortlist=0)
-    assert none.attrs["shortlist"] is None
-
-
-def test_lognei_without_measured_falls_back_with_a_note(tables) -> None:
-    df = propose_from_tables(tables, 3, "lognei")
-    assert any("qLogEI" in n for n in df.attrs["notes"])
-
-
-@pytest.mark.parametrize(
-    "kw, match",
-    [
-        ({"policy": "ucbb"}, "Unknown acquisition policy"),
-        ({"q": 0}, "positive integer"),
-        ({"q": 10_000}, "only"),
-        ({"alpha": 0.3}, "alpha"),
-        ({"beta": 2.0}, "Unknown acquisition option"),
-        ({"rho": 1.5}, "rho"),
-        ({"batch": "joint"}, "batching"),
-        ({"exclude": "c0001"}, "list of candidate ids"),
-        ({"shortlist": -1}, "shortlist"),
-    ],
-)
-def test_bad_input_raises_one_sentence_input_errors(tables, kw, match) -> None:
-    args = {"q": 3, "policy": "ucb"}
-    args.update(kw)
-    q, policy = args.pop("q"), args.pop("policy")
-    with pytest.raises(InputError, match=match) as err:
-        propose_from_tables(tables, q, policy, **args)
-    assert str(err.value).count(". ") == 0 and str(err.value).endswith(".")
-
-
-def test_unknown_ids_are_reported_not_fatal(tables) -> None:
-    df = propose_from_tables(tables, 3, "greedy", exclude=["Ag50Pd50"], pending=["nope"])
-    assert len(df) == 3 and len(df.attrs["notes"]) == 2
+def test_propose_table_and_errors(post):
+    p, tr = post
+    ex = [p.ids[r] for r in tr]
+    df = propose_from_posterior(p, 4, "kg", exclude=ex)
+    assert list(df["rank"]) == [1, 2, 3, 4] and not set(df["id"]) & set(ex)
+    assert (df["lo_10"] <= df["median"]).all() and (df["median"] <= df["hi_10"]).all()
+    with pytest.raises(InputError, match="Unknown acquisition policy"):
+        propose_from_posterior(p, 4, "ei")
+    with pytest.raises(InputError, match="alpha"):
+        propose_from_posterior(p, 4, "ucb", alpha=0.3)
+    with pytest.raises(InputError, match="Unknown acquisition option"):
+        propose_from_posterior(p, 4, "ucb", rho=0.7)
+    with pytest.raises(InputError, match="only"):
+        propose_from_posterior(p, p.n, "ucb", exclude=ex)

@@ -1,0 +1,145 @@
+"""The calibrated pool posterior: calibration, conditioning, LOO identities, prior mean."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from botorch.models import SingleTaskGP
+
+from activemil.acquisition import calibration_factor, fit_pool_posterior, loo_scores
+from activemil.acquisition.posterior import NORMAL_SCORES, embedding_columns
+from activemil.errors import InputError
+
+
+@pytest.mark.parametrize("n_train", [12, 30])
+def test_central_intervals_cover_at_calibrated_level_on_held_out_rows(pool, n_train):
+    comp, truth, ids = pool
+    cover90, cover80 = [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        y_all = truth + rng.normal(0, 0.05, len(truth))
+        tr = rng.choice(len(comp), n_train, replace=False)
+        post = fit_pool_posterior(comp, ids, tr, y_all[tr], seed=seed)
+        q = post.quantiles()
+        test = np.setdiff1d(np.arange(len(comp)), tr)
+        y = y_all[test]
+        cover90.append(np.mean((y >= q[test, 1]) & (y <= q[test, 7])))
+        cover80.append(np.mean((y >= q[test, 2]) & (y <= q[test, 6])))
+    # calibrated at 90%: average held-out coverage close to nominal, never collapsed
+    assert 0.80 <= np.mean(cover90) <= 0.99, cover90
+    assert min(cover90) >= 0.6, cover90
+    assert np.mean(cover80) <= np.mean(cover90)
+
+
+def test_quantiles_are_the_calibrated_gaussian_predictive(pool):
+    comp, truth, ids = pool
+    tr = np.arange(0, len(comp), 17)
+    post = fit_pool_posterior(comp, ids, tr, truth[tr], maximize=False)
+    rows = np.array([3, 50, 100])
+    mu, var = post.mean_var(rows)
+    sd = np.sqrt(var + post.noise)
+    want = np.sort(post.to_target(mu[:, None] + NORMAL_SCORES[None] * sd[:, None]), axis=1)
+    np.testing.assert_allclose(post.quantiles(rows), want)
+    # minimisation: oriented mean is the negated target
+    assert np.all(np.diff(post.quantiles(rows), axis=1) >= 0)
+    assert post.to_target(mu).shape == (3,)
+
+
+def test_calibration_scales_variance_not_mean(pool):
+    comp, truth, ids = pool
+    rng = np.random.default_rng(1)
+    tr = rng.choice(len(comp), 20, replace=False)
+    post = fit_pool_posterior(comp, ids, tr, truth[tr] * 5.0)
+    e, sd = loo_scores(post.model)
+    z = np.abs(e) / sd  # on the calibrated model: scaled by 1/c
+    zq = math.sqrt(2) * float(torch.erfinv(torch.tensor(0.9, dtype=torch.float64)))
+    assert post.loo_coverage == pytest.approx(np.mean(z <= zq))
+    assert post.loo_coverage >= 0.85
+
+
+def test_loo_scores_match_refits_with_fixed_hyperparameters(pool):
+    comp, truth, ids = pool
+    tr = np.arange(0, len(comp), 23)
+    post = fit_pool_posterior(comp, ids, tr, truth[tr])
+    e, sd = loo_scores(post.model)
+    X, Y = post.train_X, post.train_Y
+    for i in (0, 3, len(tr) - 1):
+        keep = torch.arange(len(tr)) != i
+        m = SingleTaskGP(X[keep], Y[keep], covar_module=post.model.covar_module,
+                         mean_module=post.model.mean_module, likelihood=post.model.likelihood,
+                         outcome_transform=None)
+        m.eval()
+        p = m.posterior(X[i:i + 1], observation_noise=True)
+        assert float(Y[i, 0] - p.mean.reshape(())) == pytest.approx(e[i], rel=1e-5, abs=1e-7)
+        assert float(p.variance.reshape(())) ** 0.5 == pytest.approx(sd[i], rel=1e-5)
+
+
+def test_calibration_factor_is_the_conformal_quantile():
+    z = np.linspace(0.1, 3.0, 19)  # n=19: ceil(20*0.9)=18th smallest
+    c, a, note = calibration_factor(z, 0.1)
+    assert a == 0.1 and note == ""
+    assert c == pytest.approx(z[17] / 1.6448536, rel=1e-6)
+    c, a, note = calibration_factor(z[:6], 0.1)  # too few for 0.1: uses 0.2
+    assert a == 0.2 and "alpha=0.2" in note
+    assert calibration_factor(z[:2], 0.1)[0] == 1.0
+
+
+def test_fantasy_shrinks_variance_at_and_near_the_point(pool):
+    comp, truth, ids = pool
+    tr = np.array([0, 40, 120, 200])
+    post = fit_pool_posterior(comp, ids, tr, truth[tr])
+    x = 77
+    dist = np.linalg.norm(comp - comp[x], axis=1)
+    near = int(np.argsort(dist)[1])
+    far = int(np.argmax(dist))
+    _, v0 = post.mean_var(np.array([x, near, far]))
+    cond = post.condition_believer(np.array([x]))
+    with torch.no_grad():
+        v1 = cond.posterior(post.X[[x, near, far]]).variance.reshape(-1).numpy()
+        fant = post.model.fantasize(post.X[[x]], sampler=_sampler())
+        v2 = fant.posterior(post.X[[x, near, far]]).variance.reshape(-1, 3)[0].numpy()
+    assert v1[0] < 0.5 * v0[0]
+    assert v1[1] < v0[1]
+    assert (v0[1] - v1[1]) > (v0[2] - v1[2])  # shrinkage decays with distance
+    np.testing.assert_allclose(v1, v2, rtol=1e-6)  # believer == BoTorch fantasize (variances)
+
+
+def _sampler():
+    from botorch.sampling.normal import SobolQMCNormalSampler
+
+    return SobolQMCNormalSampler(sample_shape=torch.Size([2]), seed=0)
+
+
+def test_prior_mean_column_is_followed_far_from_data(pool):
+    comp, truth, ids = pool
+    tr = np.arange(0, len(comp), 9)
+    prior = truth + 0.01  # an almost perfect MIL median
+    post = fit_pool_posterior(comp, ids, tr, truth[tr], prior_median=prior,
+                              prior_train=prior[tr], embedding=comp @ np.ones((3, 4)), seed=0)
+    assert post.prior
+    mu, _ = post.mean_var()
+    assert np.corrcoef(post.to_target(mu), truth)[0, 1] > 0.99
+    w = float(post.model.mean_module.weight)
+    assert w > 0.5  # the fitted mean uses the prior column
+
+
+def test_embedding_columns_pca_unit_range():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(50, 6)) @ np.diag([5, 3, 1, 0, 0, 0])
+    cols = embedding_columns(e, 4)
+    assert cols.shape == (50, 3)  # rank 3: zero-variance directions dropped
+    assert np.allclose(cols.min(0), 0) and np.allclose(cols.max(0), 1)
+    assert embedding_columns(e, 0).shape == (50, 0)
+
+
+def test_bad_input_is_one_sentence(pool):
+    comp, truth, ids = pool
+    with pytest.raises(InputError, match="at least 2 measurements"):
+        fit_pool_posterior(comp, ids, np.array([1]), truth[:1])
+    with pytest.raises(InputError, match="NaN"):
+        fit_pool_posterior(comp, ids, np.array([1, 2]), np.array([1.0, np.nan]))
+    with pytest.raises(InputError, match="outside the pool"):
+        fit_pool_posterior(comp, ids, np.array([1, 10_000]), np.array([1.0, 2.0]))
