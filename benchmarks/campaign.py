@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import math
 import os
 import platform
@@ -58,9 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--init", type=int, default=8, help="random initial rows per seed")
     ap.add_argument("--jobs", type=int, default=1, help="processes, 1 torch thread each")
     ap.add_argument("--n-sites", type=int, default=None, help="sites per bag (default all)")
-    ap.add_argument("--kg-shortlist", type=int, default=0,
-                    help="campaign acquisition setting 'shortlist' for every campaign strategy "
-                         "(0 = the acquisition layer's default)")
+    ap.add_argument("--acquisition-settings", default=None,
+                    help="JSON acquisition settings of every campaign, e.g. "
+                         "'{\"kg_candidates\": 500}' (default: the acquisition layer's)")
     ap.add_argument("--fast", action="store_true", help="small, fast surrogates")
     return ap.parse_args(argv)
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     cap = args.init + args.rounds * args.budget
     settings = FAST_SURROGATE_SETTINGS if args.fast else None
-    policy_kw = {"shortlist": args.kg_shortlist} if args.kg_shortlist > 0 else None
+    policy_kw = json.loads(args.acquisition_settings) if args.acquisition_settings else None
     command = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     started = _dt.datetime.now().astimezone()
 
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             write_outputs(tdir / "report", rec, summary, load(tim_path), sc,
                           settings={"table": table, "strategies": names, "seeds": seeds,
                                     "rounds": args.rounds, "budget": args.budget,
-                                    "init": args.init, "fast": args.fast},
+                                    "init": args.init, "fast": args.fast,
+                                    "acquisition_settings": policy_kw},
                           plots=True)
         write_summary()
     print((out / "summary.md").read_text())

@@ -670,7 +670,7 @@ def simulate(
         cache_dir=Path(output) / "features", recipe=recipe,
         campaigns_dir=Path(output) / "campaigns" if keep_campaigns else None,
         surrogate_settings=FAST_SURROGATE_SETTINGS if fast else None,
-        policy_kw={"shortlist": 1000} if fast else None, progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(),
     )
     from activemil.simulate import summary_markdown
 
