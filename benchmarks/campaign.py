@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import math
 import os
 import platform
@@ -58,9 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--init", type=int, default=8, help="random initial rows per seed")
     ap.add_argument("--jobs", type=int, default=1, help="processes, 1 torch thread each")
     ap.add_argument("--n-sites", type=int, default=None, help="sites per bag (default all)")
-    ap.add_argument("--kg-shortlist", type=int, default=0,
-                    help="campaign acquisition setting 'shortlist' for every campaign strategy "
-                         "(0 = the acquisition layer's default)")
+    ap.add_argument("--acquisition-settings", default=None,
+                    help="JSON acquisition settings of every campaign, e.g. "
+                         "'{\"kg_candidates\": 500}' (default: the acquisition layer's)")
     ap.add_argument("--fast", action="store_true", help="small, fast surrogates")
     return ap.parse_args(argv)
 
@@ -87,8 +88,8 @@ def table_summary(records, timings, cap: int, order: list[str]) -> list[str]:
     top = evaluations_to(records, "found_top1")
     opt = evaluations_to(records, "found_optimum")
     secs = timings.groupby("strategy")["seconds"].mean() if len(timings) else {}
-    lines = ["| strategy | seeds | evals to top 1% (reached) | per seed | evals to optimum "
-             "(reached) | per seed | s / round |", "|---|---|---|---|---|---|---|"]
+    lines = [("| strategy | seeds | evals to top 1% (reached) | per seed | evals to optimum "
+              "(reached) | per seed | s / round |"), "|---|---|---|---|---|---|---|"]
     present = [s for s in order if s in set(records["strategy"])]
     for s in present:
         t = top[top.strategy == s].set_index("seed")["evals"].to_dict()
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     cap = args.init + args.rounds * args.budget
     settings = FAST_SURROGATE_SETTINGS if args.fast else None
-    policy_kw = {"shortlist": args.kg_shortlist} if args.kg_shortlist > 0 else None
+    policy_kw = json.loads(args.acquisition_settings) if args.acquisition_settings else None
     command = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     started = _dt.datetime.now().astimezone()
 
@@ -126,16 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     def write_summary() -> None:
         parts = [
             "# Campaign benchmark\n",
-            f"- started: {started:%Y-%m-%d %H:%M %Z}; updated: "
-            f"{_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+            (f"- started: {started:%Y-%m-%d %H:%M %Z}; updated: "
+             f"{_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"),
             f"- machine: {machine()}",
             f"- command: `{command}`",
-            f"- {args.init} random initial rows (same for every strategy per seed), "
-            f"{args.rounds} rounds of {args.budget}: at most {cap} evaluations; surrogates "
-            f"{'fast' if args.fast else 'default'}; seeds {seeds[0]}..{seeds[-1]}",
-            "- 'N (k/S)': median evaluations over S seeds, k of which reached the target; "
-            f"unreached seeds count as > {cap}. 's / round': mean proposal seconds per round "
-            "(campaigns: ingest + propose).\n",
+            (f"- {args.init} random initial rows (same for every strategy per seed), "
+             f"{args.rounds} rounds of {args.budget}: at most {cap} evaluations; surrogates "
+             f"{'fast' if args.fast else 'default'}; seeds {seeds[0]}..{seeds[-1]}"),
+            ("- 'N (k/S)': median evaluations over S seeds, k of which reached the target; "
+             f"unreached seeds count as > {cap}. 's / round': mean proposal seconds per round "
+             "(campaigns: ingest + propose).\n"),
         ]
         for table in tables:
             rec = load(out / table / "records.csv")
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
         def append(strategy: str, seed: int, recs: list[dict], times: list[dict],
-                   rec_path: Path = rec_path, tim_path: Path = tim_path) -> None:
+                   rec_path: Path = rec_path, tim_path: Path = tim_path,
+                   table: str = table) -> None:
             # timings first: a campaign counts as done once its records are written
             for path, rows, cols in ((tim_path, times, list(TIMING_COLUMNS)),
                                      (rec_path, recs, None)):
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             write_outputs(tdir / "report", rec, summary, load(tim_path), sc,
                           settings={"table": table, "strategies": names, "seeds": seeds,
                                     "rounds": args.rounds, "budget": args.budget,
-                                    "init": args.init, "fast": args.fast},
+                                    "init": args.init, "fast": args.fast,
+                                    "acquisition_settings": policy_kw},
                           plots=True)
         write_summary()
     print((out / "summary.md").read_text())

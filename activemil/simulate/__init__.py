@@ -38,8 +38,8 @@ from activemil.simulate.strategies import (
 
 __all__ = [
     "ALPHAS",
-    "FAST_SURROGATE_SETTINGS",
     "DATASET_RECIPES",
+    "FAST_SURROGATE_SETTINGS",
     "PEERS",
     "STRATEGIES",
     "CampaignSetup",

@@ -68,8 +68,8 @@ class GPEIStrategy:
             rng = np.random.default_rng(seed)
             return Proposal(
                 rows=rng.choice(free, size=q, replace=False), mode="random",
-                notes=[f"gp-ei: {len(ctx.observed_rows)} observation(s), fewer than the 2 a GP "
-                       "needs; this batch is random."],
+                notes=[(f"gp-ei: {len(ctx.observed_rows)} observation(s), fewer than the 2 a "
+                        "GP needs; this batch is random.")],
             )
         import torch
         from botorch.optim import optimize_acqf_discrete

@@ -201,6 +201,10 @@ class CampaignSession:
         rows = np.array([self.pool.index(cid) for cid in res.table["id"]], np.int64)
         self.proposed.update(int(i) for i in rows)
         prediction = getattr(res, "pool_prediction", None) if self.strategy.coverage else None
+        if prediction is not None and tuple(prediction.ids) != tuple(self.pool.ids):
+            # measured off-grid points may follow the pool rows: keep the pool's rows, in order
+            index = {cid: k for k, cid in enumerate(prediction.ids)}
+            prediction = prediction.subset(np.array([index[c] for c in self.pool.ids]))
         return Proposal(rows=rows, prediction=prediction, notes=list(res.notes), mode=res.mode,
                         seconds={"ingest": t1 - t0, "propose": t2 - t1})
 
@@ -238,5 +242,11 @@ def import_recipes() -> None:
         importlib.import_module(f"activemil.structures.{mod.name}")
 
 
-__all__ = ["CampaignSetup", "CampaignSession", "CampaignStrategy", "campaign_recipe",
-           "import_recipes", "table_space"]
+__all__ = [
+    "CampaignSession",
+    "CampaignSetup",
+    "CampaignStrategy",
+    "campaign_recipe",
+    "import_recipes",
+    "table_space",
+]

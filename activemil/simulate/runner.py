@@ -455,7 +455,7 @@ def simulate(
             Path(outdir), records, summary, timings, scenario,
             settings={
                 "scenario": scenario.name, "notes": list(scenario.notes),
-                "recipe": scenario.recipe, "encoder": encoder if bags is not None else None,
+                "recipe": scenario.recipe, "encoder": encoder if bags is not None or setup is not None else None,
                 "strategies": names, "seeds": seed_list, "rounds": rounds, "budget": budget,
                 "n_init": n_init, "alpha": alpha, "feature_seed": feature_seed,
                 "n_sites": n_sites, "bag_mode": bag_mode,
