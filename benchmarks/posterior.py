@@ -9,7 +9,9 @@ measurement, and fit seconds. Models:
 - ``posterior-gp``: the pool posterior without MIL (composition GP, calibrated);
 - ``posterior-mil``: the pool posterior with the MIL ensemble median as prior mean and a 2-d
   embedding (``--mil-settings`` default: the product's 3 members x 5 folds);
-- ``posterior-mil-noemb``: as above with ``embedding_dims=0``.
+- ``posterior-mil-noemb``: as above with ``embedding_dims=0``;
+- ``posterior-mil-kernel``: MIL prior mean, no embedding, the MIL median also a kernel input
+  (out of fold at the training points).
 
 Usage::
 
@@ -82,16 +84,20 @@ def main() -> None:
                 mu, lo, hi = _botorch_gp(comp, tr, y, sc.maximize)
                 results["botorch-gp"] = (mu, lo, hi, time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                post, _ = build_posterior(bags, ids, y, maximize=sc.maximize, seed=seed)
+                post, _ = build_posterior(bags, ids, y, maximize=sc.maximize, model="gp",
+                                          seed=seed)
                 q = post.quantiles()
                 results["posterior-gp"] = (q[:, 4], q[:, 1], q[:, 7], time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 mil = make_surrogate("mil", seed=seed, **mil_settings).fit(bags.subset(tr), y)
                 t_mil = time.perf_counter() - t0
-                for name, dims in (("posterior-mil", 2), ("posterior-mil-noemb", 0)):
+                for name, dims, pk in (("posterior-mil", 2, False),
+                                       ("posterior-mil-noemb", 0, False),
+                                       ("posterior-mil-kernel", 0, True)):
                     t0 = time.perf_counter()
                     post, _ = build_posterior(bags, ids, y, surrogate=mil, maximize=sc.maximize,
-                                              embedding_dims=dims, seed=seed)
+                                              embedding_dims=dims, prior_in_kernel=pk,
+                                              model="mil", seed=seed)
                     q = post.quantiles()
                     results[name] = (q[:, 4], q[:, 1], q[:, 7], t_mil + time.perf_counter() - t0)
                 pm = mil.predict(bags)

@@ -45,7 +45,8 @@ class PolicySettings:
         kg_inner: size of KG's inner max set (rows of largest ``mu + 3 sd``, plus candidates).
         kg_candidates: KG candidates scored per pick (rows of largest UCB) when the pool is
             larger; 0 = all allowed rows.
-        mc_shortlist: qLogEI/qLogNEI candidates (largest UCB) when the pool is larger; 0 = all.
+        mc_shortlist: qUCB/qLogEI/qLogNEI candidates (largest marginal UCB) when the pool is
+            larger; 0 = all.
         embedding_dims: principal components of the MIL embedding in the kernel (0 by default:
             the training points' embeddings are in-sample, and with them the cross-validated
             calibration was optimistic, see docs/design-decisions.md).
@@ -54,7 +55,7 @@ class PolicySettings:
     mc_samples: int = 256
     kg_inner: int = 1500
     kg_candidates: int = 400
-    mc_shortlist: int = 3000
+    mc_shortlist: int = 2000
     embedding_dims: int = 0
 
 
@@ -167,15 +168,17 @@ def run_policy(
             notes.append("kg: the knowledge gradient is 0 for every candidate, picks follow UCB")
         return Selection(rows, vals, notes)
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([settings.mc_samples]), seed=seed)
-    if policy == "ucb":
-        acqf = qUpperConfidenceBound(post.model, beta=_z(alpha) ** 2, sampler=sampler,
-                                     X_pending=pend_x)
-        return _discrete(acqf, q, post, candidates)
     k = settings.mc_shortlist
     if 0 < k < len(candidates):
         candidates = _top(ucb, allowed, order, k)
         notes.append(f"{policy}: evaluated on the {k} of {int(allowed.sum())} candidates with "
-                     "the largest UCB")
+                     "the largest marginal UCB")
+    if policy == "ucb":
+        acqf = qUpperConfidenceBound(post.model, beta=_z(alpha) ** 2, sampler=sampler,
+                                     X_pending=pend_x)
+        sel = _discrete(acqf, q, post, candidates)
+        sel.notes = notes
+        return sel
     if policy == "logei":
         best_f = float(post.train_Y.max())
         acqf = qLogExpectedImprovement(post.model, best_f=best_f, sampler=sampler,

@@ -142,8 +142,20 @@ class PoolPosterior:
         return float(self.model.likelihood.noise.detach().reshape(-1)[0])
 
     def mean_var(self, rows: np.ndarray | None = None, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Marginal posterior mean and latent variance ``([R], [R])`` at pool rows (all if None)."""
-        X = self.X if rows is None else self.X[torch.as_tensor(np.asarray(rows), dtype=torch.long)]
+        """Marginal posterior mean and latent variance ``([R], [R])`` at pool rows (all if None).
+
+        The whole-pool values are computed once and cached (the model is fixed once fitted).
+        """
+        cache = self.__dict__.get("_mean_var")
+        if cache is None:
+            cache = self._mean_var(self.X, chunk)
+            self.__dict__["_mean_var"] = cache
+        if rows is None:
+            return cache
+        r = np.asarray(rows, dtype=np.int64)
+        return cache[0][r], cache[1][r]
+
+    def _mean_var(self, X: Tensor, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         mu, var = [], []
         self.model.eval()
         with torch.no_grad():
@@ -185,7 +197,9 @@ class PoolPosterior:
         return self.model.condition_on_observations(Xn, y)
 
 
-def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int) -> SingleTaskGP:
+def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int,
+         init: dict | None = None) -> SingleTaskGP:
+    """Fit a GP by maximum marginal likelihood; ``init``: a state dict to start from."""
     covar = ScaleKernel(get_covar_module_with_dim_scaled_prior(
         ard_num_dims=d_kernel, active_dims=list(range(d_kernel))))
     covar.outputscale = 1.0
@@ -193,6 +207,8 @@ def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int
     # outcomes are standardised by the caller: no outcome transform, one space for everything
     model = SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=None,
                          mean_module=PriorColumnMean(-1, learn_weight=prior))
+    if init is not None:  # warm start (CV folds start from the full-data optimum)
+        model.load_state_dict(init, strict=False)
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     torch.manual_seed(seed)
     with warnings.catch_warnings():
@@ -226,7 +242,7 @@ def loo_scores(model: SingleTaskGP) -> tuple[np.ndarray, np.ndarray]:
 
 def cv_scores(
     train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
-    seed: int = 0,
+    seed: int = 0, d_group: int | None = None, init: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K-fold cross-validated residuals ``y_i - mu_{-k(i)}`` and their normalised size
     ``|y_i - mu_{-k(i)}| / sd_{-k(i)}``: ``([n], [n])`` (NaN where a fold could not be fitted).
@@ -237,7 +253,7 @@ def cv_scores(
     2.3, see docs/design-decisions.md). Replicates of one composition share a fold.
     """
     n = train_X.shape[0]
-    keys = [tuple(np.round(r, 9)) for r in train_X[:, :d_kernel].numpy()]
+    keys = [tuple(np.round(r, 9)) for r in train_X[:, :d_group or d_kernel].numpy()]
     groups = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     g = np.array([groups[k] for k in keys])
     n_groups = len(groups)
@@ -252,7 +268,7 @@ def cv_scores(
         te = fold == k
         if te.all() or (~te).sum() < 2:
             continue
-        m = _fit(train_X[~te], train_Y[~te], d_kernel, prior, seed + k)
+        m = _fit(train_X[~te], train_Y[~te], d_kernel, prior, seed + k, init=init)
         with torch.no_grad():
             p = m.posterior(train_X[te], observation_noise=True)
             mu = p.mean.reshape(-1).numpy()
@@ -296,6 +312,7 @@ def fit_pool_posterior(
     prior_train: np.ndarray | None = None,
     embedding: np.ndarray | None = None,
     embedding_dims: int = 0,
+    prior_in_kernel: bool = False,
     alpha: float = 0.1,
     n_folds: int = 5,
     seed: int = 0,
@@ -313,6 +330,8 @@ def fit_pool_posterior(
             median at their rows).
         embedding: ``[N, d]`` MIL bag embeddings, or ``None``.
         embedding_dims: principal components of the embedding the kernel sees (0 = none).
+        prior_in_kernel: the prior-mean column is also a kernel input (a 1-d learned feature:
+            candidates the MIL predicts alike are correlated); out of fold at training points.
         alpha: miscoverage level the calibration targets.
         n_folds: folds of the cross-validated calibration scores (refits per fold).
         seed: seeds the hyper-parameter fit and the folds.
@@ -365,8 +384,12 @@ def fit_pool_posterior(
             train_X[:, -1] = torch.as_tensor(col)
     train_Y = torch.as_tensor(yo, dtype=torch.float64).unsqueeze(-1)
 
+    d_comp = comp.shape[1]
+    if prior and prior_in_kernel:
+        d_kernel += 1  # the prior column is the last one, right after the kernel columns
     base = _fit(train_X, train_Y, d_kernel, prior, seed)
-    resid, z = cv_scores(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed)
+    resid, z = cv_scores(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
+                         d_group=d_comp, init=base.state_dict())
     c, a_used, note = calibration_factor(z, alpha)
     if note:
         notes.append(note)

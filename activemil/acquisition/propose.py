@@ -88,6 +88,7 @@ def build_posterior(
     maximize: bool = True,
     alpha: float = 0.1,
     embedding_dims: int = 0,
+    prior_in_kernel: bool = True,
     model: str = "auto",
     seed: int = 0,
 ) -> tuple[PoolPosterior, Prediction | None]:
@@ -130,7 +131,8 @@ def build_posterior(
         fits["mil"] = fit_pool_posterior(
             comp, tuple(bags.ids), train_rows, y, prior_median=pred.median,
             prior_train=None if oof is None or len(oof) != len(train_ids) else oof,
-            embedding=pred.embedding, embedding_dims=embedding_dims, **common)
+            embedding=pred.embedding, embedding_dims=embedding_dims,
+            prior_in_kernel=prior_in_kernel, **common)
     scores = {k: p.cv_mse for k, p in fits.items()}
     if len(fits) == 1:
         chosen = next(iter(fits))
