@@ -88,7 +88,7 @@ def build_posterior(
     maximize: bool = True,
     alpha: float = 0.1,
     embedding_dims: int = 0,
-    prior_in_kernel: bool = True,
+    prior_in_kernel: bool = False,
     model: str = "auto",
     seed: int = 0,
 ) -> tuple[PoolPosterior, Prediction | None]:
