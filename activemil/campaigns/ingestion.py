@@ -38,7 +38,7 @@ from ase.data import chemical_symbols
 
 from activemil.campaigns.campaign import Campaign, CampaignState
 from activemil.campaigns.events import Event
-from activemil.campaigns.units import conversion_factor, plausible_limit
+from activemil.campaigns.units import canonical_unit, conversion_factor, plausible_limit
 from activemil.errors import InputError
 from activemil.space import candidate_id, parse_candidate_id, parse_composition_table
 from activemil.space.parse import FORMULA_COLUMNS
@@ -548,7 +548,10 @@ def _outliers(campaign: Campaign, state: CampaignState, rows: list[_Row],
     existing = [m.value for m in state.measurements.values() if m.value is not None]
     ref = np.abs(np.array(existing + [r.value for r in measured], dtype=float))
     ref = ref[ref > 0]
-    scale = float(np.median(ref)) if len(ref) >= 2 else None
+    # a unit slip (V vs mV) needs a unit with prefixes; values in arbitrary units (a.u.,
+    # activities spanning decades) have no scale to slip from
+    scale = (float(np.median(ref)) if len(ref) >= 2 and canonical_unit(unit) not in (None, "1")
+             else None)
     signs = {np.sign(v) for v in existing + [r.value for r in measured] if v}
     how = "; check the value and its unit, or pass --accept-outliers if it is right"
     for r in measured:

@@ -64,6 +64,17 @@ def test_volts_typed_into_a_volt_sheet_and_mixed_scales_are_refused(make_campaig
     assert res.exit_code == 0, res.output
 
 
+def test_activities_spanning_decades_in_arbitrary_units_are_accepted(make_campaign, tmp_path):
+    """ORR activities (a.u.) legitimately span 1e-7 .. 0.03: no unit to slip, no scale check."""
+    from activemil.campaigns import propose
+
+    c = make_campaign(tmp_path / "au", step=0.25, unit="a.u.")
+    ids = sorted(propose(c, 4).table["id"])
+    f = _write(tmp_path, "id,value\n" + "".join(
+        f"{i},{v}\n" for i, v in zip(ids, (0.0268, 1e-07, 0.011, 3.2e-05))), "au.csv")
+    assert len(ingest(c, f).events) == 4
+
+
 def test_observations_export_is_refused_and_events_export_too(proposed, tmp_path):
     ids = _ids(proposed)
     ingest(proposed, _write(tmp_path, f"id,value\n{ids[0]},400\n{ids[1]},410\n", "a.csv"))
