@@ -36,7 +36,6 @@ def expected_max_lines(a: np.ndarray, b: np.ndarray) -> float:
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    amax = float(a.max())
     # prune: line i is below the envelope on |Z| <= Z_MAX if its best there is under the
     # worst there of the line of largest intercept
     j = int(np.argmax(a))

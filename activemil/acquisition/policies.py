@@ -24,7 +24,7 @@ from activemil.acquisition.names import POLICIES
 from activemil.acquisition.posterior import PoolPosterior
 from activemil.errors import InputError
 
-__all__ = ["POLICIES", "PolicySettings", "Selection", "run_policy", "ucb_score", "priority"]
+__all__ = ["POLICIES", "PolicySettings", "Selection", "priority", "run_policy", "ucb_score"]
 
 
 @dataclass

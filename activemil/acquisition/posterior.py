@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
@@ -215,8 +216,8 @@ def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int
         warnings.simplefilter("ignore")
         try:
             fit_gpytorch_mll(mll)
-        except Exception:  # keep the prior-mode hyper-parameters: still a valid GP
-            pass
+        except (ModelFittingError, RuntimeError):  # keep the start values: still a valid GP
+            model.fit_failed = True
     model.eval()
     return model
 
@@ -390,7 +391,7 @@ def fit_pool_posterior(
     base = _fit(train_X, train_Y, d_kernel, prior, seed)
     resid, z = cv_scores(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
                          d_group=d_comp, init=base.state_dict())
-    c, a_used, note = calibration_factor(z, alpha)
+    c, _, note = calibration_factor(z, alpha)
     if note:
         notes.append(note)
     # calibrated model: outputscale and noise scaled by c^2 (mean unchanged, covariances x c^2)

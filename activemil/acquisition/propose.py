@@ -120,7 +120,7 @@ def build_posterior(
     e = composition_columns(bags)
     comp = np.asarray(bags.side[:, :e], dtype=np.float64)
     y = np.asarray(train_y, float)
-    common = dict(maximize=maximize, alpha=alpha, seed=seed)
+    common = {"maximize": maximize, "alpha": alpha, "seed": seed}
     fits: dict[str, PoolPosterior] = {}
     pred = None
     if model in ("auto", "gp") or surrogate is None:
