@@ -18,10 +18,12 @@ from activemil.structures.base import Recipe
 
 def plot_surface_attention(
     recipe: Recipe, bags: BagSet, pool: CandidatePool, row: int, attention: np.ndarray,
-    path: Path,
+    path: Path, highlight: Sequence[int] = (),
 ) -> Path | None:
     """Top view of the generated surface: top-layer atoms by element, sites coloured by
-    attention (PNG). Returns ``None`` for expected bags (no single surface to draw)."""
+    attention ``[K]`` (PNG); the sites whose surface index is in ``highlight`` (e.g. a
+    hypothesis's top sites) are ringed and numbered by rank. Returns ``None`` for expected bags
+    (no single surface to draw)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,8 +48,15 @@ def plot_surface_attention(
     sc = ax.scatter(pos[:, 0], pos[:, 1], c=attention[:n_real], cmap="inferno", s=60,
                     edgecolors="k", linewidths=0.4)
     fig.colorbar(sc, ax=ax, label="attention")
+    for rank, site_index in enumerate(highlight, start=1):
+        p = surface.sites[int(site_index)].position
+        ax.scatter([p[0]], [p[1]], s=260, facecolors="none", edgecolors="#00b3ff",
+                   linewidths=2.0, zorder=5)
+        ax.annotate(str(rank), (p[0], p[1]), xytext=(6, 6), textcoords="offset points",
+                    color="#0077aa", fontsize=9, fontweight="bold", zorder=6)
     ax.set_aspect("equal")
-    ax.set_title(f"{bags.ids[row]}: sites coloured by attention")
+    ax.set_title(f"{bags.ids[row]}: sites coloured by attention"
+                 + ("; top sites ringed" if len(highlight) else ""))
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")
     ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
@@ -200,7 +209,8 @@ def export(
         files = [plot_enrichment(h, img_dir / f"{h.candidate_id}_enrichment.png")]
         if attention is not None:
             p = plot_surface_attention(recipe, bags, pool, row, attention[row],
-                                       img_dir / f"{h.candidate_id}_surface.png")
+                                       img_dir / f"{h.candidate_id}_surface.png",
+                                       highlight=[s.site_index for s in h.top_sites])
             if p is not None:
                 files.insert(0, p)
         images[h.candidate_id] = files
