@@ -632,6 +632,30 @@ def hypotheses(
     con.print(f"Wrote {len(hyps)} hypotheses to {path}.", markup=False)
 
 
+# --------------------------------------------------------------------------- report
+@app.command()
+def report(
+    directory: Path = typer.Argument(..., help="Campaign directory or activemil simulate "
+                                     "output directory."),
+    output: Path = typer.Option(None, "-o", "--output", help="HTML file to write (default: "
+                                "DIR/report.html)."),
+    fit: bool = typer.Option(False, "--fit", help="Fit a surrogate for the hypotheses when "
+                             "none is cached for the current measurements (minutes)."),
+    top: int = typer.Option(4, "--top", help="Number of hypotheses shown (campaigns)."),
+) -> None:
+    """Write one self-contained HTML report page (figures inline, no network).
+
+    Example: activemil report my-campaign -o report.html
+    """
+    from activemil.report import report as write_report
+
+    err = _console(stderr=True)
+    out = output or (Path(directory) / "report.html")
+    path = write_report(directory, out, fit=fit, top=top,
+                        say=lambda m: err.print(m, markup=False))
+    _console().print(f"Wrote the report to {path}.", markup=False)
+
+
 # ------------------------------------------------------------------------- simulate
 @app.command()
 def simulate(

@@ -38,11 +38,11 @@ def _fill(sheet: Path, out: Path) -> Path:
 
 def demo_campaign(directory: Path, *, elements: tuple[str, ...] = ("Ag", "Pd", "Pt"),
                   step: float = 0.1, batches: tuple[int, ...] = (6, 4, 4), measure_last: bool =
-                  False, seed: int = 0) -> Path:
+                  False, seed: int = 0, surrogate_settings: dict | None = None) -> Path:
     """Create and run a campaign in ``directory``: one space-filling batch, then model rounds.
 
     ``batches``: batch sizes; every batch but the last is measured (``measure_last`` measures
-    it too). Returns the directory.
+    it too); ``surrogate_settings`` default to :data:`FAST_OPTIONS`. Returns the directory.
     """
     from activemil.campaigns import Campaign
     from activemil.campaigns.ingestion import ingest
@@ -53,7 +53,7 @@ def demo_campaign(directory: Path, *, elements: tuple[str, ...] = ("Ag", "Pd", "
     camp = Campaign.create(
         directory, DesignSpace(tuple(elements), step=step), target="activity", maximize=True,
         unit="a.u.",
-        surrogate={"kind": "mil", "min_train": batches[0], "settings": dict(FAST_OPTIONS)},
+        surrogate={"kind": "mil", "min_train": batches[0], "settings": dict(surrogate_settings or FAST_OPTIONS)},
     )
     for i, q in enumerate(batches):
         res = propose(camp, q, seed=seed)
