@@ -225,7 +225,7 @@ def campaign_page(directory: Path, *, fit: bool = False, top: int = 4,
         wide.insert(0, "n", cov.groupby("round")["n"].max())
         page.add("coverage", "Coverage per round",
                  figure(figures.coverage_per_round(cov), "share of measured values inside the "
-                        "interval recorded at proposal time; dashed = nominal level"),
+                        "interval recorded at proposal time; black ticks = nominal level"),
                  table(wide.reset_index()))
     else:
         page.add("coverage", "Coverage per round",
