@@ -117,7 +117,7 @@ def to_markdown(
         iv = ", ".join(f"{k}: [{v[0]:.4g}, {v[1]:.4g}]" for k, v in h.intervals.items())
         lines.append(f"- prediction: median {h.median:.4g} {unit}; intervals {iv}")
         lines.append(f"- stratum (elements present): {h.stratum}")
-        lines.append(f"- attention concentration: {h.attention_concentration:.2f}x")
+        lines.append(f"- attention sharpness exp(KL): {h.attention_sharpness:.2f}x")
         o = h.occlusion
         lines.append(
             f"- occlusion: dropping the top {o['k']} sites (by {o.get('ranked_by', 'attention')}) "
@@ -172,7 +172,7 @@ def to_frame(hyps: Sequence[Hypothesis]) -> pd.DataFrame:
             "id": h.candidate_id,
             "median": h.median,
             "stratum": h.stratum,
-            "attention_concentration": h.attention_concentration,
+            "attention_sharpness": h.attention_sharpness,
             "occlusion_shift_top_k": h.occlusion["shift_top_k"],
             "occlusion_shift_random": h.occlusion["shift_random_mean"],
             "occlusion_ratio": h.occlusion["ratio"],

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from activemil.errors import ActiveMILError
 from activemil.report import figures
 from activemil.report.html import Page, esc, figure, fmt, png_to_uri, table
 
@@ -112,10 +113,10 @@ def hypotheses_section(campaign, obs: pd.DataFrame, *, fit: bool, top: int,
         hyps, _ = campaign_hypotheses(campaign, top=top, output=md, fmt="md", say=say)
         files = md.parent / "h_files"
         pics = {p.name: png_to_uri(p.read_bytes()) for p in files.glob("*.png")}
-    parts = [f'<p class="meta">{len(hyps)} hypotheses from the model fitted on {len(obs)} '
-             f"measurements ({esc(hyps[0].provenance.get('selection', '')) if hyps else ''}"
-             "). Attention and contributions are learned weights, not causal proof: each "
-             "record carries an occlusion check.</p>"]
+    parts = [(f'<p class="meta">{len(hyps)} hypotheses from the model fitted on {len(obs)} '
+              f"measurements ({esc(hyps[0].provenance.get('selection', '')) if hyps else ''}"
+              "). Attention and contributions are learned weights, not causal proof: each "
+              "record carries an occlusion check.</p>")]
     unit = campaign.unit
     for h in hyps:
         sub = [f'<div class="hyp"><h3>{esc(h.candidate_id)}</h3>',
@@ -146,8 +147,8 @@ def hypotheses_section(campaign, obs: pd.DataFrame, *, fit: bool, top: int,
                                for m in h.moves])
             sub.append(table(mv))
         imgs = []
-        for suffix, cap in (("surface", "surface top view; sites coloured by attention, the "
-                             "listed top sites ringed"),
+        for suffix, cap in (("surface", ("surface top view; sites coloured by attention, the "
+                                         "listed top sites ringed")),
                             ("enrichment", "element enrichment among attended site centres")):
             uri = pics.get(f"{h.candidate_id}_{suffix}.png")
             if uri:
@@ -248,7 +249,7 @@ def campaign_page(directory: Path, *, fit: bool = False, top: int = 4,
                     fr = fr[np.random.default_rng(0).choice(len(fr), MAP_BACKGROUND_LIMIT,
                                                              replace=False)]
                 bg = fr
-        except Exception:  # a pool that cannot be enumerated only loses the background
+        except ActiveMILError:  # a pool too large to enumerate only loses the background
             bg = None
         uri, desc = figures.composition_maps(camp.elements, bg, batches, maximize, target)
         page.add("composition-map", "Batches on the composition map",

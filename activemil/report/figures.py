@@ -31,7 +31,7 @@ def best_so_far(values: np.ndarray, rounds: np.ndarray, maximize: bool, target: 
     ax.step(x, run, where="post", color="k", lw=1.6, label="best so far")
     sc = ax.scatter(x, v, c=rounds, cmap="viridis", s=28, zorder=3, label="measured")
     cb = fig.colorbar(sc, ax=ax, label="round")
-    cb.set_ticks(sorted(set(int(r) for r in rounds)))
+    cb.set_ticks(sorted({int(r) for r in rounds}))
     ax.set_xlabel("evaluations (measurement order)")
     ax.set_ylabel(f"{target}{f' ({unit})' if unit else ''}")
     ax.set_title(f"best so far ({'maximize' if maximize else 'minimize'})")

@@ -6,10 +6,10 @@ import base64
 import json
 
 import pytest
+from report_helpers import check_html
 
 from activemil.errors import InputError
 from activemil.report import detect_kind, report
-from report_helpers import check_html
 
 SECTIONS = ["overview", "best-so-far", "predicted-vs-measured", "coverage", "composition-map",
             "hypotheses", "model"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from report_helpers import check_html
 
 from activemil.errors import InputError
 from activemil.report import report
-from report_helpers import check_html
 
 
 def test_simulation_report(simulation_dir, tmp_path):
