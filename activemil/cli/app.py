@@ -620,7 +620,7 @@ def hypotheses(
     camp = _open(directory)
     err = _console(stderr=True)
     out = output or (Path(directory) / f"hypotheses.{fmt}")
-    hyps, path = campaign_hypotheses(
+    hyps, path, rules = campaign_hypotheses(
         camp, top=top, source=source, output=out, fmt=fmt, top_sites=top_sites, seed=seed,
         progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
     )
@@ -628,6 +628,10 @@ def hypotheses(
     for h in hyps:
         con.print(f"{h.candidate_id}: {h.statement}", markup=False)
         for w in h.warnings:
+            con.print(f"  warning: {w}", markup=False)
+    for r in rules:
+        con.print(f"rule: {r.statement}", markup=False)
+        for w in r.warnings:
             con.print(f"  warning: {w}", markup=False)
     con.print(f"Wrote {len(hyps)} hypotheses to {path}.", markup=False)
 

@@ -99,9 +99,10 @@ def _fmt_zones(zones: dict[str, dict[str, int]]) -> str:
 
 def to_markdown(
     hyps: Sequence[Hypothesis], path: Path, *, target: str = "target", unit: str = "",
-    images: dict[str, list[Path]] | None = None,
+    images: dict[str, list[Path]] | None = None, rules: Sequence = (),
 ) -> Path:
-    """Write a Markdown report; ``images[candidate_id]`` are embedded relative to ``path``."""
+    """Write a Markdown report; ``images[candidate_id]`` are embedded relative to ``path``;
+    ``rules`` (:class:`~activemil.hypotheses.rules.RuleHypothesis`) come first."""
     path = Path(path)
     lines = [f"# Synthesis hypotheses ({target}{', ' + unit if unit else ''})", ""]
     lines.append(
@@ -109,6 +110,15 @@ def to_markdown(
         "check (drop the top-k attended sites vs k random sites) and warnings."
     )
     lines.append("")
+    if rules:
+        lines.append("## Environment rules over the top candidates")
+        lines.append("")
+        for r in rules:
+            lines.append(f"- **{r.statement}** Occlusion of these sites vs as many random "
+                         f"sites: ratio {r.occlusion['ratio']:.2f}.")
+            for w in r.warnings:
+                lines.append(f"  - ⚠ {w}")
+        lines.append("")
     for h in hyps:
         lines.append(f"## {h.candidate_id}")
         lines.append("")
@@ -159,8 +169,10 @@ def to_markdown(
     return path
 
 
-def to_json(hyps: Sequence[Hypothesis], path: Path) -> Path:
-    Path(path).write_text(json.dumps([h.to_dict() for h in hyps], indent=2, default=float), encoding="utf-8")
+def to_json(hyps: Sequence[Hypothesis], path: Path, rules: Sequence = ()) -> Path:
+    """Write ``{"hypotheses": [...], "rules": [...]}`` as JSON."""
+    doc = {"hypotheses": [h.to_dict() for h in hyps], "rules": [r.to_dict() for r in rules]}
+    Path(path).write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")
     return Path(path)
 
 
@@ -192,12 +204,13 @@ def to_frame(hyps: Sequence[Hypothesis]) -> pd.DataFrame:
 def export(
     hyps: Sequence[Hypothesis], path: Path, fmt: str, *, recipe: Recipe, bags: BagSet,
     pool: CandidatePool, attention: np.ndarray | None, target: str = "target", unit: str = "",
+    rules: Sequence = (),
 ) -> Path:
     """Write ``hyps`` to ``path`` as ``md`` (with PNGs in ``<stem>_files/``), ``json`` or ``csv``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
-        return to_json(hyps, path)
+        return to_json(hyps, path, rules)
     if fmt == "csv":
         to_frame(hyps).to_csv(path, index=False)
         return path
@@ -214,4 +227,4 @@ def export(
             if p is not None:
                 files.insert(0, p)
         images[h.candidate_id] = files
-    return to_markdown(hyps, path, target=target, unit=unit, images=images)
+    return to_markdown(hyps, path, target=target, unit=unit, images=images, rules=rules)

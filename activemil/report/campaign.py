@@ -110,7 +110,7 @@ def hypotheses_section(campaign, obs: pd.DataFrame, *, fit: bool, top: int,
 
     with tempfile.TemporaryDirectory(prefix="activemil-report-") as tmp:
         md = Path(tmp) / "h.md"
-        hyps, _ = campaign_hypotheses(campaign, top=top, output=md, fmt="md", say=say)
+        hyps, _, rules = campaign_hypotheses(campaign, top=top, output=md, fmt="md", say=say)
         files = md.parent / "h_files"
         pics = {p.name: png_to_uri(p.read_bytes()) for p in files.glob("*.png")}
     parts = [(f'<p class="meta">{len(hyps)} hypotheses from the model fitted on {len(obs)} '
@@ -118,6 +118,24 @@ def hypotheses_section(campaign, obs: pd.DataFrame, *, fit: bool, top: int,
               "). Attention and contributions are learned weights, not causal proof: each "
               "record carries an occlusion check.</p>")]
     unit = campaign.unit
+    if rules:
+        parts.append("<h3>Environment rules over these candidates</h3>")
+        for r in rules:
+            parts.append(f'<div class="hyp"><p class="statement">{esc(r.statement)}</p>')
+            for w in r.warnings:
+                parts.append(f'<p class="warn">⚠ {esc(w)}</p>')
+            o = r.occlusion
+            parts.append(f"<p>Share interval: 5-95% over {esc(r.basis)}s of the ensemble "
+                         f"members. Occlusion: dropping these {o['k']} sites moves the median "
+                         f"by {fmt(o['shift_top_k'], 3)}, as many random sites by "
+                         f"{fmt(o['shift_random_mean'], 3)} (ratio {fmt(o['ratio'], 3)}).</p>")
+            per = pd.DataFrame([{"candidate": c, "share": p["share"], "5%": p["lo"],
+                                 "95%": p["hi"], "site fraction": p["site_fraction"],
+                                 "sites": p["n_sites"]} for c, p in r.per_candidate.items()])
+            parts.append(table(per, digits=3) + "</div>")
+    else:
+        parts.append('<p class="note">No environment rule carries more than its share of sites '
+                     "over these candidates.</p>")
     for h in hyps:
         sub = [f'<div class="hyp"><h3>{esc(h.candidate_id)}</h3>',
                f'<p class="statement">{esc(h.statement)}</p>']
