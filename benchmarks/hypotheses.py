@@ -153,18 +153,22 @@ def score_moves(args, sizes, seeds, pool, sub, bags, y, test) -> None:
         pred = model.predict(lb)
         hyps = build_hypotheses(model, lb, lp, top, recipe, step=step, prediction=pred,
                                 top_sites=5, seed=seed)
-        kinds: dict[str, list[tuple[str, str]]] = {"surrogate move": [], "rule move": [],
-                                                   "random one-step move": []}
+        kinds: dict[str, list[tuple[str, str]]] = {
+            "surrogate move": [], "rule move": [], "top rule move": [],
+            "random one-step move": []}
         for h in hyps:
             if h.moves and h.moves[0].delta_median > 0:
                 kinds["surrogate move"].append((h.candidate_id, h.moves[0].to_id))
             row = lp.index(h.candidate_id)
             kinds["random one-step move"] += [(h.candidate_id, lp.ids[r])
                                               for r, _ in neighbour_moves(lp, row, step)]
-            for r in rule_hypotheses(model, lb, lp, [h.candidate_id], recipe, step=step,
-                                     n_rules=2, prediction=pred, seed=seed):
+            for i, r in enumerate(rule_hypotheses(model, lb, lp, [h.candidate_id], recipe,
+                                                  step=step, n_rules=2, prediction=pred,
+                                                  seed=seed)):
                 if r.move is not None:
                     kinds["rule move"].append((h.candidate_id, r.move["to_id"]))
+                    if i == 0:
+                        kinds["top rule move"].append((h.candidate_id, r.move["to_id"]))
         for kind, moves in kinds.items():
             for name in oracles:
                 res = results.setdefault(f"{kind}|{name}", {"improved": [], "delta": []})

@@ -32,6 +32,15 @@ from activemil.surrogates.prediction import Prediction
 
 MAX_SITE_FRACTION = 0.5  # a rule covering more than half the sites says little
 MIN_SITES = 2  # per candidate, for the rule to count as present
+MAX_OVERLAP = 0.7  # mean Jaccard overlap of site sets above which a rule repeats another
+
+
+def _overlap(a: dict[str, set[int]], b: dict[str, set[int]]) -> float:
+    """Mean Jaccard overlap of two rules' site sets over the candidates both cover."""
+    common = set(a) & set(b)
+    if not common:
+        return 0.0
+    return float(np.mean([len(a[c] & b[c]) / max(len(a[c] | b[c]), 1) for c in common]))
 
 
 @dataclass(frozen=True)
@@ -224,8 +233,8 @@ def rule_hypotheses(
     for excess, rule, per in scored:
         if len(out) >= n_rules or excess <= 0:
             break
-        sig = {c: tuple(np.where(p["_sel"])[0]) for c, p in per.items()}
-        if any(sig == s for s in seen):  # same sites as a rule already chosen
+        sig = {c: set(np.where(p["_sel"])[0].tolist()) for c, p in per.items()}
+        if any(_overlap(sig, s) >= MAX_OVERLAP for s in seen):  # nearly a chosen rule's sites
             continue
         seen.append(sig)
         anchor = max(per, key=lambda c: (maximize and 1 or -1) * pred.median[pool.index(c)])
@@ -234,10 +243,11 @@ def rule_hypotheses(
         move = rule_move(rule, pool, row, step, recipe, pred, alpha, maximize)
         occl = occlusion_check(surrogate, bags, row, a["_sel"].astype(float), a["n_sites"],
                                seed=seed)
-        what = "the predicted" if basis == "contribution" else "the model's attention for"
+        what = (f"the predicted {target} of {anchor}" if basis == "contribution"
+                else f"the model's attention in {anchor}")
         desc = rule.describe(recipe)
         statement = (f"{desc[0].upper()}{desc[1:]} carry {a['share']:.0%} "
-                     f"[{a['lo']:.0%}, {a['hi']:.0%}] of {what} {target} of {anchor} "
+                     f"[{a['lo']:.0%}, {a['hi']:.0%}] of {what} "
                      f"while being {a['site_fraction']:.0%} of its sites")
         if len(per) > 1:
             mean_share = np.mean([p["share"] for p in per.values()])
