@@ -620,7 +620,7 @@ def hypotheses(
     camp = _open(directory)
     err = _console(stderr=True)
     out = output or (Path(directory) / f"hypotheses.{fmt}")
-    hyps, path = campaign_hypotheses(
+    hyps, path, rules = campaign_hypotheses(
         camp, top=top, source=source, output=out, fmt=fmt, top_sites=top_sites, seed=seed,
         progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
     )
@@ -629,7 +629,35 @@ def hypotheses(
         con.print(f"{h.candidate_id}: {h.statement}", markup=False)
         for w in h.warnings:
             con.print(f"  warning: {w}", markup=False)
+    for r in rules:
+        con.print(f"rule: {r.statement}", markup=False)
+        for w in r.warnings:
+            con.print(f"  warning: {w}", markup=False)
     con.print(f"Wrote {len(hyps)} hypotheses to {path}.", markup=False)
+
+
+# --------------------------------------------------------------------------- report
+@app.command()
+def report(
+    directory: Path = typer.Argument(..., help="Campaign directory or activemil simulate "
+                                     "output directory."),
+    output: Path = typer.Option(None, "-o", "--output", help="HTML file to write (default: "
+                                "DIR/report.html)."),
+    fit: bool = typer.Option(False, "--fit", help="Fit a surrogate for the hypotheses when "
+                             "none is cached for the current measurements (minutes)."),
+    top: int = typer.Option(4, "--top", help="Number of hypotheses shown (campaigns)."),
+) -> None:
+    """Write one self-contained HTML report page (figures inline, no network).
+
+    Example: activemil report my-campaign -o report.html
+    """
+    from activemil.report import report as write_report
+
+    err = _console(stderr=True)
+    out = output or (Path(directory) / "report.html")
+    path = write_report(directory, out, fit=fit, top=top,
+                        say=lambda m: err.print(m, markup=False))
+    _console().print(f"Wrote the report to {path}.", markup=False)
 
 
 # ------------------------------------------------------------------------- simulate

@@ -12,6 +12,7 @@ from activemil.campaigns.proposal import fit_campaign_surrogate
 from activemil.errors import InputError, StateError
 from activemil.hypotheses.core import Hypothesis, build_hypotheses
 from activemil.hypotheses.export import export
+from activemil.hypotheses.rules import RuleHypothesis, rule_hypotheses
 
 SOURCES = ("auto", "proposed", "best")
 
@@ -27,12 +28,15 @@ def campaign_hypotheses(
     seed: int = 0,
     progress: bool = False,
     say: Callable[[str], None] = lambda _m: None,
-) -> tuple[list[Hypothesis], Path | None]:
+    n_rules: int = 3,
+) -> tuple[list[Hypothesis], Path | None, list[RuleHypothesis]]:
     """Hypotheses for ``top`` candidates of ``campaign``.
 
     ``source``: ``proposed`` = the most recent batch's candidates, ``best`` = the best predicted
     unmeasured candidates, ``auto`` = the latest batch if there is one, else the best predicted.
-    Writes ``output`` in ``fmt`` (md with PNGs, json, csv) when given.
+    Writes ``output`` in ``fmt`` (md with PNGs, json, csv) when given. Also returns up to
+    ``n_rules`` environment-level rules aggregated over the same candidates
+    (:func:`activemil.hypotheses.rules.rule_hypotheses`).
     """
     if source not in SOURCES:
         raise InputError(f"Unknown --from {source!r}; choose one of {', '.join(SOURCES)}.")
@@ -79,8 +83,14 @@ def campaign_hypotheses(
         provenance={"campaign_round": state.current_round, "data_hash": data_hash,
                     "model_kind": kind, "selection": origin, "n_measured": len(obs)},
     )
+    rules = rule_hypotheses(
+        ctx.model, ctx.bags, ctx.pool, ids, ctx.recipe, maximize=campaign.maximize,
+        step=campaign.space.step, n_rules=n_rules, target=campaign.target, prediction=pred,
+        seed=seed,
+    ) if n_rules > 0 else []
     path = None
     if output is not None:
         path = export(hyps, Path(output), fmt, recipe=ctx.recipe, bags=ctx.bags, pool=ctx.pool,
-                      attention=pred.attention, target=campaign.target, unit=campaign.unit)
-    return hyps, path
+                      attention=pred.attention, target=campaign.target, unit=campaign.unit,
+                      rules=rules)
+    return hyps, path, rules

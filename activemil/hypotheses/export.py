@@ -18,10 +18,12 @@ from activemil.structures.base import Recipe
 
 def plot_surface_attention(
     recipe: Recipe, bags: BagSet, pool: CandidatePool, row: int, attention: np.ndarray,
-    path: Path,
+    path: Path, highlight: Sequence[int] = (),
 ) -> Path | None:
     """Top view of the generated surface: top-layer atoms by element, sites coloured by
-    attention (PNG). Returns ``None`` for expected bags (no single surface to draw)."""
+    attention ``[K]`` (PNG); the sites whose surface index is in ``highlight`` (e.g. a
+    hypothesis's top sites) are ringed and numbered by rank. Returns ``None`` for expected bags
+    (no single surface to draw)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,8 +48,15 @@ def plot_surface_attention(
     sc = ax.scatter(pos[:, 0], pos[:, 1], c=attention[:n_real], cmap="inferno", s=60,
                     edgecolors="k", linewidths=0.4)
     fig.colorbar(sc, ax=ax, label="attention")
+    for rank, site_index in enumerate(highlight, start=1):
+        p = surface.sites[int(site_index)].position
+        ax.scatter([p[0]], [p[1]], s=260, facecolors="none", edgecolors="#00b3ff",
+                   linewidths=2.0, zorder=5)
+        ax.annotate(str(rank), (p[0], p[1]), xytext=(6, 6), textcoords="offset points",
+                    color="#0077aa", fontsize=9, fontweight="bold", zorder=6)
     ax.set_aspect("equal")
-    ax.set_title(f"{bags.ids[row]}: sites coloured by attention")
+    ax.set_title(f"{bags.ids[row]}: sites coloured by attention"
+                 + ("; top sites ringed" if len(highlight) else ""))
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")
     ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
@@ -90,9 +99,10 @@ def _fmt_zones(zones: dict[str, dict[str, int]]) -> str:
 
 def to_markdown(
     hyps: Sequence[Hypothesis], path: Path, *, target: str = "target", unit: str = "",
-    images: dict[str, list[Path]] | None = None,
+    images: dict[str, list[Path]] | None = None, rules: Sequence = (),
 ) -> Path:
-    """Write a Markdown report; ``images[candidate_id]`` are embedded relative to ``path``."""
+    """Write a Markdown report; ``images[candidate_id]`` are embedded relative to ``path``;
+    ``rules`` (:class:`~activemil.hypotheses.rules.RuleHypothesis`) come first."""
     path = Path(path)
     lines = [f"# Synthesis hypotheses ({target}{', ' + unit if unit else ''})", ""]
     lines.append(
@@ -100,6 +110,15 @@ def to_markdown(
         "check (drop the top-k attended sites vs k random sites) and warnings."
     )
     lines.append("")
+    if rules:
+        lines.append("## Environment rules over the top candidates")
+        lines.append("")
+        for r in rules:
+            lines.append(f"- **{r.statement}** Occlusion of these sites vs as many random "
+                         f"sites: ratio {r.occlusion['ratio']:.2f}.")
+            for w in r.warnings:
+                lines.append(f"  - ⚠ {w}")
+        lines.append("")
     for h in hyps:
         lines.append(f"## {h.candidate_id}")
         lines.append("")
@@ -108,7 +127,7 @@ def to_markdown(
         iv = ", ".join(f"{k}: [{v[0]:.4g}, {v[1]:.4g}]" for k, v in h.intervals.items())
         lines.append(f"- prediction: median {h.median:.4g} {unit}; intervals {iv}")
         lines.append(f"- stratum (elements present): {h.stratum}")
-        lines.append(f"- attention concentration: {h.attention_concentration:.2f}x")
+        lines.append(f"- attention sharpness exp(KL): {h.attention_sharpness:.2f}x")
         o = h.occlusion
         lines.append(
             f"- occlusion: dropping the top {o['k']} sites (by {o.get('ranked_by', 'attention')}) "
@@ -150,8 +169,10 @@ def to_markdown(
     return path
 
 
-def to_json(hyps: Sequence[Hypothesis], path: Path) -> Path:
-    Path(path).write_text(json.dumps([h.to_dict() for h in hyps], indent=2, default=float), encoding="utf-8")
+def to_json(hyps: Sequence[Hypothesis], path: Path, rules: Sequence = ()) -> Path:
+    """Write ``{"hypotheses": [...], "rules": [...]}`` as JSON."""
+    doc = {"hypotheses": [h.to_dict() for h in hyps], "rules": [r.to_dict() for r in rules]}
+    Path(path).write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")
     return Path(path)
 
 
@@ -163,7 +184,7 @@ def to_frame(hyps: Sequence[Hypothesis]) -> pd.DataFrame:
             "id": h.candidate_id,
             "median": h.median,
             "stratum": h.stratum,
-            "attention_concentration": h.attention_concentration,
+            "attention_sharpness": h.attention_sharpness,
             "occlusion_shift_top_k": h.occlusion["shift_top_k"],
             "occlusion_shift_random": h.occlusion["shift_random_mean"],
             "occlusion_ratio": h.occlusion["ratio"],
@@ -183,12 +204,13 @@ def to_frame(hyps: Sequence[Hypothesis]) -> pd.DataFrame:
 def export(
     hyps: Sequence[Hypothesis], path: Path, fmt: str, *, recipe: Recipe, bags: BagSet,
     pool: CandidatePool, attention: np.ndarray | None, target: str = "target", unit: str = "",
+    rules: Sequence = (),
 ) -> Path:
     """Write ``hyps`` to ``path`` as ``md`` (with PNGs in ``<stem>_files/``), ``json`` or ``csv``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
-        return to_json(hyps, path)
+        return to_json(hyps, path, rules)
     if fmt == "csv":
         to_frame(hyps).to_csv(path, index=False)
         return path
@@ -200,8 +222,9 @@ def export(
         files = [plot_enrichment(h, img_dir / f"{h.candidate_id}_enrichment.png")]
         if attention is not None:
             p = plot_surface_attention(recipe, bags, pool, row, attention[row],
-                                       img_dir / f"{h.candidate_id}_surface.png")
+                                       img_dir / f"{h.candidate_id}_surface.png",
+                                       highlight=[s.site_index for s in h.top_sites])
             if p is not None:
                 files.insert(0, p)
         images[h.candidate_id] = files
-    return to_markdown(hyps, path, target=target, unit=unit, images=images)
+    return to_markdown(hyps, path, target=target, unit=unit, images=images, rules=rules)

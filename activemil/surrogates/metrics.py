@@ -26,18 +26,26 @@ def interval_score(lo: np.ndarray, hi: np.ndarray, y: np.ndarray, alpha: float) 
     return float(s.mean())
 
 
-def attention_concentration(
+#: DESIGN.md's healthy band of :func:`signal_attention_ratio`: 1 = attention no better than
+#: uniform, above about 5 = attention piled on a few signal sites (overfitting).
+HEALTHY_SIGNAL_RATIO: tuple[float, float] = (2.0, 5.0)
+
+
+def signal_attention_ratio(
     attention: np.ndarray,
     signal_mask: np.ndarray,
     mask: np.ndarray | None = None,
     weights: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """``(concentration, top1_hit)`` of attention ``[B,K]`` on true signal instances ``[B,K]``.
+    """``(ratio, top1_hit)`` of attention ``[B,K]`` on known signal instances ``[B,K]``.
 
-    Concentration is the attention mass on signal instances divided by their share under
-    uniform attention (or under ``weights [B,K]`` if given), averaged over bags with at least one
-    signal instance; 1 = no better than uniform, 2-5 is the healthy band. ``top1_hit`` is the
-    share of those bags whose most-attended instance is a signal instance.
+    The signal attention ratio is the attention mass on signal instances divided by their share
+    under uniform attention (or under ``weights [B,K]`` if given), averaged over bags with at
+    least one signal instance. It needs ground truth (synthetic tasks, simulators). 1 = no
+    better than uniform; :data:`HEALTHY_SIGNAL_RATIO` (2x-5x) is healthy; much above 5x is
+    overfitting. Not to be confused with the label-free
+    :func:`activemil.hypotheses.attention_sharpness`. ``top1_hit`` is the share of those bags
+    whose most-attended instance is a signal instance.
     """
     sig = np.asarray(signal_mask, bool)
     if sig.shape != attention.shape:
@@ -77,7 +85,8 @@ def calibration_report(
     ``coverage`` / ``width`` / ``interval_score`` (``{alpha: value}``, overall),
     ``table`` (DataFrame with columns ``scope, alpha, nominal, n, coverage, width,
     interval_score``; scope ``all`` and ``stratum=<s>`` rows) and, when ``signal_mask [B,K]`` is
-    given, ``attention_concentration`` and ``attention_top1_hit`` (else ``None``).
+    given, ``signal_attention_ratio`` (see :func:`signal_attention_ratio`) and
+    ``attention_top1_hit`` (else ``None``).
     """
     y = np.asarray(y, np.float64).reshape(-1)
     q = np.asarray(prediction.quantiles, np.float64)
@@ -113,7 +122,7 @@ def calibration_report(
     rho = float(spearmanr(med, y).statistic) if len(y) > 2 and np.ptp(y) > 0 else float("nan")
     conc, hit = (None, None)
     if signal_mask is not None and prediction.attention is not None:
-        conc, hit = attention_concentration(prediction.attention, signal_mask, mask, weights)
+        conc, hit = signal_attention_ratio(prediction.attention, signal_mask, mask, weights)
     return {
         "n": len(y),
         "mae": float(np.abs(med - y).mean()),
@@ -126,7 +135,7 @@ def calibration_report(
         "width": overall["width"].to_dict(),
         "interval_score": overall["interval_score"].to_dict(),
         "table": table,
-        "attention_concentration": conc,
+        "signal_attention_ratio": conc,
         "attention_top1_hit": hit,
     }
 

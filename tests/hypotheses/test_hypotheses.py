@@ -7,8 +7,8 @@ import pytest
 
 from activemil.featurize import featurize_pool, get_encoder
 from activemil.hypotheses import (
-    attention_concentration,
     attention_recall,
+    attention_sharpness,
     build_hypotheses,
     export,
     occlusion_check,
@@ -112,13 +112,13 @@ def test_markdown_export_renders_with_images(campaign, tmp_path):
                       attention=pred.attention).stat().st_size > 100
 
 
-def test_concentration_and_recall_definitions():
+def test_sharpness_and_recall_definitions():
     w = np.full(10, 0.1)
     mask = np.ones(10, bool)
     a = np.zeros(10)
     a[:2] = 0.5
-    assert attention_concentration(a, w, mask) == pytest.approx(5.0)
-    assert attention_concentration(w, w, mask) == pytest.approx(1.0)
+    assert attention_sharpness(a, w, mask) == pytest.approx(5.0)
+    assert attention_sharpness(w, w, mask) == pytest.approx(1.0)
     r = attention_recall(np.array([0.5, 0.3, 0.1, 0.1]), np.array([2.0, 0.0, 1.0, 0.5]), ks=(1, 3))
     assert r["recall@1"] == 1.0 and r["recall@3"] == pytest.approx(2 / 3)
 

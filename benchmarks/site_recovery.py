@@ -1,0 +1,127 @@
+"""Issue 13, point 1: can per-site contributions be learned from bag labels on hea-orr?
+
+Two probes against the oracle's per-site truth (same bags, labels and test set as
+``benchmarks/hypotheses.py``: Ag-Ir-Pd-Pt-Ru step 0.05, fcc111 6x6x4 zones bags, label = mean
+per-site rate without blocking; 200 held-out bags; recall@3/5 and Spearman per bag, averaged):
+
+1. ``conjunctive`` MIL with and without its bag-level side channel (composition + stratum), to
+   test whether the side channel lets the network bypass per-site contributions;
+2. the physics' own form: a per-site network ``f`` (MLP, softplus output) under *fixed* mean
+   pooling, ``y_bag = sum_k w_k f(h_k)``, trained on bag labels only (MSE); its contribution is
+   ``w_k f(h_k)``. Under this form f is identified by bag means up to what the features
+   cannot separate;
+3. the same per-site MLP trained on the per-site truth (not available in a campaign): an upper
+   bound that separates "the features cannot express it" from "bag labels do not pin it down".
+
+    python benchmarks/site_recovery.py --sizes 50,100,200 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import replace
+from datetime import date
+
+import numpy as np
+import torch
+from hypotheses import site_truth
+
+from activemil.featurize import featurize_pool, get_encoder
+from activemil.hypotheses import attention_recall
+from activemil.simulators.hea_orr import HEAORRSimulator
+from activemil.space import DesignSpace
+from activemil.structures import get_recipe
+from activemil.surrogates.mil import MILRegressor
+
+
+def fit_mean_of_sites(x: np.ndarray, w: np.ndarray, y: np.ndarray, seed: int,
+                      steps: int = 3000, hidden: int = 64, wd: float = 1e-4) -> torch.nn.Module:
+    """Per-site MLP ``f`` with ``y ~ sum_k w_k f(x_k)`` (``x [B,K,D]``, ``w [B,K]`` zero at
+    padding, ``y [B]``), full-batch Adam on standardised labels."""
+    torch.manual_seed(seed)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    wt = torch.as_tensor(w, dtype=torch.float32)
+    scale = float(np.mean(y))
+    yt = torch.as_tensor(y / scale, dtype=torch.float32)
+    mu = xt.reshape(-1, x.shape[-1]).mean(0)
+    sd = xt.reshape(-1, x.shape[-1]).std(0).clamp_min(1e-3)
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[-1], hidden), torch.nn.SiLU(),
+                              torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
+                              torch.nn.Linear(hidden, 1), torch.nn.Softplus())
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=wd)
+    for _ in range(steps):
+        opt.zero_grad()
+        f = net((xt - mu) / sd).squeeze(-1)
+        loss = (((f * wt).sum(1) - yt) ** 2).mean()
+        loss.backward()
+        opt.step()
+    net.eval()
+    net.predict = lambda xx: scale * net((torch.as_tensor(xx, dtype=torch.float32) - mu) / sd
+                                         ).squeeze(-1).detach().double().numpy()
+    return net
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="50,100,200")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--skip-mil", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sim = HEAORRSimulator(size=24)
+    pool = DesignSpace(("Ag", "Ir", "Pd", "Pt", "Ru"), step=0.05).enumerate()
+    rows = np.random.default_rng(0).permutation(len(pool))[: max(sizes) + 200]
+    sub = pool.subset(rows)
+    bags = featurize_pool(sub, get_recipe("fcc111", size=(6, 6, 4)), get_encoder("zones"), seed=0)
+    truth = site_truth(bags, sim)
+    y = truth.sum(1)
+    test = np.arange(max(sizes), len(sub))
+    ns = int(bags.mask[0].sum())
+    noside = replace(bags, side=np.zeros((len(bags.ids), 0), np.float32),
+                     strata=np.zeros_like(bags.strata))
+    w = np.where(bags.mask, bags.weights, 0.0)
+    t0 = time.time()
+    print(f"# per-site recovery from bag labels ({date.today()}, {platform.machine()}, 1 torch "
+          f"thread, {args.seeds} seeds, 200 test bags)")
+    print("| n train | model | recall@3 | recall@5 | Spearman | test MAE |")
+    print("|---|---|---|---|---|---|")
+    print(f"| - | random ranking | {3 / ns:.3f} | {5 / ns:.3f} | 0 | - |")
+    for n in sizes:
+        variants = [] if args.skip_mil else [("conjunctive MIL", bags),
+                                             ("conjunctive MIL, no side channel", noside)]
+        variants.append(("per-site MLP, fixed mean pooling", None))
+        variants.append(("per-site MLP on per-site truth (upper bound, not bag labels)", "site"))
+        for name, b in variants:
+            res = []
+            for seed in range(args.seeds):
+                tr = np.random.default_rng(seed).choice(max(sizes), size=n, replace=False)
+                if isinstance(b, str):  # every site its own bag of one: f learns the rate
+                    m_tr = bags.mask[tr]
+                    x1 = bags.features[tr][m_tr][:, None, :]
+                    t1 = (truth[tr] / np.where(w[tr] > 0, w[tr], 1.0))[m_tr]
+                    net = fit_mean_of_sites(x1, np.ones((len(x1), 1)), t1, seed, steps=1500)
+                    c = net.predict(bags.features[test]) * w[test]
+                    med = c.sum(1)
+                elif b is None:
+                    net = fit_mean_of_sites(bags.features[tr], w[tr], y[tr], seed)
+                    c = net.predict(bags.features[test]) * w[test]
+                    med = c.sum(1)
+                else:
+                    m = MILRegressor(pooling="conjunctive", seed=seed).fit(b.subset(tr), y[tr])
+                    o = m.forward_numpy(b.subset(test))
+                    c, med = o["contributions"], o["quantiles"][:, 4]
+                per = [attention_recall(c[i, :ns], truth[test[i], :ns]) for i in range(len(test))]
+                res.append([np.nanmean([p[k] for p in per]) for k in
+                            ("recall@3", "recall@5", "spearman")]
+                           + [float(np.abs(med - y[test]).mean())])
+            r = np.mean(res, 0)
+            print(f"| {n} | {name} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.4f} |",
+                  flush=True)
+    print(f"# {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
