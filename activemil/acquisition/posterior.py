@@ -198,11 +198,34 @@ class PoolPosterior:
         return self.model.condition_on_observations(Xn, y)
 
 
+KERNELS: tuple[str, ...] = ("rbf", "matern")
+
+
+def _base_kernel(kind: str, d: int):
+    """``rbf``: BoTorch's default RBF with the dimension-scaled LogNormal lengthscale prior
+    (Hvarfner et al. 2024); ``matern``: Matern-5/2 with a Gamma(3, r) lengthscale prior whose
+    mode matches that prior's (``exp(sqrt2 - 3) sqrt d``) but with lighter tails, as BayBE's
+    default Gaussian-process preset builds it."""
+    if kind == "rbf":
+        return get_covar_module_with_dim_scaled_prior(ard_num_dims=d, active_dims=list(range(d)))
+    if kind == "matern":
+        from gpytorch.constraints import GreaterThan
+        from gpytorch.kernels import MaternKernel
+        from gpytorch.priors import GammaPrior
+
+        rate = 2.0 / math.exp(math.sqrt(2) - 3) / math.sqrt(d)
+        prior = GammaPrior(3.0, rate)
+        return MaternKernel(nu=2.5, ard_num_dims=d, active_dims=list(range(d)),
+                            lengthscale_prior=prior,
+                            lengthscale_constraint=GreaterThan(2.5e-2, transform=None,
+                                                               initial_value=prior.mode))
+    raise InputError(f"Unknown posterior kernel {kind!r}; use one of {', '.join(KERNELS)}.")
+
+
 def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int,
-         init: dict | None = None) -> SingleTaskGP:
+         init: dict | None = None, kernel: str = "rbf") -> SingleTaskGP:
     """Fit a GP by maximum marginal likelihood; ``init``: a state dict to start from."""
-    covar = ScaleKernel(get_covar_module_with_dim_scaled_prior(
-        ard_num_dims=d_kernel, active_dims=list(range(d_kernel))))
+    covar = ScaleKernel(_base_kernel(kernel, d_kernel))
     covar.outputscale = 1.0
     covar.raw_outputscale.requires_grad_(False)
     # outcomes are standardised by the caller: no outcome transform, one space for everything
@@ -243,7 +266,7 @@ def loo_scores(model: SingleTaskGP) -> tuple[np.ndarray, np.ndarray]:
 
 def cv_scores(
     train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
-    seed: int = 0, d_group: int | None = None, init: dict | None = None,
+    seed: int = 0, d_group: int | None = None, init: dict | None = None, kernel: str = "rbf",
 ) -> tuple[np.ndarray, np.ndarray]:
     """K-fold cross-validated residuals ``y_i - mu_{-k(i)}`` and their normalised size
     ``|y_i - mu_{-k(i)}| / sd_{-k(i)}``: ``([n], [n])`` (NaN where a fold could not be fitted).
@@ -269,7 +292,8 @@ def cv_scores(
         te = fold == k
         if te.all() or (~te).sum() < 2:
             continue
-        m = _fit(train_X[~te], train_Y[~te], d_kernel, prior, seed + k, init=init)
+        m = _fit(train_X[~te], train_Y[~te], d_kernel, prior, seed + k, init=init,
+                 kernel=kernel)
         with torch.no_grad():
             p = m.posterior(train_X[te], observation_noise=True)
             mu = p.mean.reshape(-1).numpy()
@@ -314,6 +338,7 @@ def fit_pool_posterior(
     embedding: np.ndarray | None = None,
     embedding_dims: int = 0,
     prior_in_kernel: bool = False,
+    kernel: str = "rbf",
     alpha: float = 0.1,
     n_folds: int = 5,
     seed: int = 0,
@@ -331,6 +356,7 @@ def fit_pool_posterior(
             median at their rows).
         embedding: ``[N, d]`` MIL bag embeddings, or ``None``.
         embedding_dims: principal components of the embedding the kernel sees (0 = none).
+        kernel: ``rbf`` (default) or ``matern`` (see :func:`_base_kernel`).
         prior_in_kernel: the prior-mean column is also a kernel input (a 1-d learned feature:
             candidates the MIL predicts alike are correlated); out of fold at training points.
         alpha: miscoverage level the calibration targets.
@@ -388,9 +414,11 @@ def fit_pool_posterior(
     d_comp = comp.shape[1]
     if prior and prior_in_kernel:
         d_kernel += 1  # the prior column is the last one, right after the kernel columns
-    base = _fit(train_X, train_Y, d_kernel, prior, seed)
+    if kernel not in KERNELS:
+        raise InputError(f"Unknown posterior kernel {kernel!r}; use one of {', '.join(KERNELS)}.")
+    base = _fit(train_X, train_Y, d_kernel, prior, seed, kernel=kernel)
     resid, z = cv_scores(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
-                         d_group=d_comp, init=base.state_dict())
+                         d_group=d_comp, init=base.state_dict(), kernel=kernel)
     c, _, note = calibration_factor(z, alpha)
     if note:
         notes.append(note)

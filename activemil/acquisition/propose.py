@@ -89,6 +89,7 @@ def build_posterior(
     alpha: float = 0.1,
     embedding_dims: int = 0,
     prior_in_kernel: bool = False,
+    kernel: str = "rbf",
     model: str = "auto",
     seed: int = 0,
 ) -> tuple[PoolPosterior, Prediction | None]:
@@ -107,6 +108,7 @@ def build_posterior(
         bags: the whole pool (a ``BagSet``; composition fractions are its first side columns).
         train_ids, train_y: measured ids (all in ``bags``) and values ``[n]`` (target units).
         surrogate: a fitted MIL-type surrogate, or ``None`` for the composition GP alone.
+        embedding_dims, prior_in_kernel, kernel: options of :func:`fit_pool_posterior`.
     """
     from activemil.surrogates.base import composition_columns
 
@@ -120,7 +122,7 @@ def build_posterior(
     e = composition_columns(bags)
     comp = np.asarray(bags.side[:, :e], dtype=np.float64)
     y = np.asarray(train_y, float)
-    common = {"maximize": maximize, "alpha": alpha, "seed": seed}
+    common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel}
     fits: dict[str, PoolPosterior] = {}
     pred = None
     if model in ("auto", "gp") or surrogate is None:
@@ -278,8 +280,10 @@ def propose_batch(
     t0 = time.perf_counter()
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
     model = str(policy_kw.pop("model", "auto"))
+    kernel = str(policy_kw.pop("kernel", "rbf"))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate, maximize=maximize,
-                                 alpha=alpha, embedding_dims=dims, model=model, seed=seed)
+                                 alpha=alpha, embedding_dims=dims, model=model, kernel=kernel,
+                                 seed=seed)
     t1 = time.perf_counter()
     kinds = tuple(str(k) for k in (getattr(bags, "meta", {}) or {}).get("site_kinds", ()))
     df = propose_from_posterior(
