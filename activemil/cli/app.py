@@ -226,7 +226,7 @@ def init(
             --recipe fcc111 --target overpotential --minimize --unit mV
     """
     from activemil.campaigns import POLICIES, Campaign
-    from activemil.space import DEFAULT_POOL_LIMIT, DesignSpace
+    from activemil.space import DesignSpace
     from activemil.structures import available_recipes
 
     if maximize is None:
@@ -279,11 +279,8 @@ def init(
         raise InputError(
             "The design space is empty; loosen --min/--max or the element-count limits."
         )
-    if n > DEFAULT_POOL_LIMIT and pool is None:
-        raise InputError(
-            f"The design space holds {n:,} compositions, more than {DEFAULT_POOL_LIMIT:,}; "
-            "coarsen --step or lower --max-elements."
-        )
+    if pool is None:
+        space.check_size(n)  # refuses only spaces whose enumeration would not fit in memory
     camp = Campaign.create(
         directory, space, target=target, maximize=maximize, unit=unit, recipe=recipe,
         encoder=encoder, encoder_settings=encoder_settings,
