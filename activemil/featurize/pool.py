@@ -195,22 +195,8 @@ def featurize_pool(
     )
 
 
-class _progress:
-    """A rich progress bar, or nothing when disabled (or not a terminal)."""
+def _progress(enabled: bool, total: int, label: str):
+    """A rich progress bar with rate and ETA (:class:`activemil.progress.ProgressBar`)."""
+    from activemil.progress import ProgressBar
 
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self._p = None
-        if enabled and total > 0:
-            from rich.progress import Progress
-
-            self._p = Progress(transient=not os.environ.get("CI"))
-            self._p.start()
-            self._task = self._p.add_task(label, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self._p is not None:
-            self._p.advance(self._task, n)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
+    return ProgressBar(enabled, total, label, unit="bags")
