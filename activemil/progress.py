@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 
@@ -49,3 +51,23 @@ class ProgressBar:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+_SHOW = [False]
+
+
+@contextmanager
+def show_progress(enabled: bool) -> Iterator[None]:
+    """Within this context, long steps that take no ``progress`` argument (surrogate training
+    and prediction, pool enumeration) show progress bars when ``enabled``."""
+    old = _SHOW[0]
+    _SHOW[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _SHOW[0] = old
+
+
+def progress_enabled() -> bool:
+    """Whether the innermost :func:`show_progress` asked for bars (default: no)."""
+    return _SHOW[0]

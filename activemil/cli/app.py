@@ -350,10 +350,13 @@ def propose(
 
     camp = _open(directory)
     err = _console(stderr=True)
-    res = run(
-        camp, budget, policy=acquisition, alpha=alpha, seed=seed, surrogate=surrogate,
-        progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
-    )
+    from activemil.progress import show_progress
+
+    with show_progress(sys.stderr.isatty()):
+        res = run(
+            camp, budget, policy=acquisition, alpha=alpha, seed=seed, surrogate=surrogate,
+            progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
+        )
     _notices(camp)
     from rich.table import Table
 

@@ -107,6 +107,8 @@ def featurize_pool(
     jobs: int = 1,
     progress: bool = False,
     chunk_size: int = 32,
+    engine: str | None = None,
+    ray_address: str | None = None,
 ) -> BagSet:
     """Bags of per-site features for every candidate of ``pool``.
 
@@ -121,6 +123,10 @@ def featurize_pool(
         cache_dir: content-addressed cache folder (``None`` = no cache).
         jobs: worker processes (1 = in this process).
         progress: show a rich progress bar.
+        engine: ``local`` (processes on this machine, ``jobs``) or ``ray`` (Ray tasks of
+            ``chunk_size`` candidates; local Ray with ``jobs`` workers, or the cluster at
+            ``ray_address`` / ``RAY_ADDRESS``); ``None`` = :func:`activemil.distributed.
+            current_engine`. Bags are identical whatever the engine.
 
     Returns:
         BagSet with ``side`` = composition fractions ``[N, E]`` and ``strata`` = elements present.
@@ -151,8 +157,31 @@ def featurize_pool(
             cache.put(keys[i], bag)
 
     bar = _progress(progress, len(todo), f"featurizing ({encoder.name})")
+    from activemil.distributed import current_engine, ray_map
+
+    if engine is None:
+        engine, ctx_address, ctx_workers = current_engine()
+        ray_address = ray_address or ctx_address
+        jobs = ctx_workers or jobs
+    if engine not in ("local", "ray"):
+        raise InputError(f"Unknown engine {engine!r}; choose local or ray.")
     try:
-        if jobs <= 1 or len(todo) <= chunk_size:
+        if engine == "ray" and todo:
+            chunks = [todo[j : j + chunk_size] for j in range(0, len(todo), chunk_size)]
+            args = [
+                ([(pool.ids[i], pool.composition(i)) for i in ch], elements, recipe, encoder,
+                 seed, n_sites, mode, 1)
+                for ch in chunks
+            ]
+
+            def done(k: int, bags: list[dict[str, np.ndarray]]) -> None:
+                for i, bag in zip(chunks[k], bags):
+                    store(i, bag)
+                bar.advance(len(chunks[k]))
+
+            ray_map(_work, args, address=ray_address, workers=jobs if jobs > 1 else None,
+                    on_result=done)
+        elif jobs <= 1 or len(todo) <= chunk_size:
             for i in todo:
                 store(i, _bag_for(pool.composition(i), pool.ids[i], elements, recipe, encoder,
                                   seed, n_sites, mode))
