@@ -341,6 +341,11 @@ def propose(
     alpha: float = typer.Option(None, "--alpha", help="Interval level: 0.05, 0.1 or 0.2."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     surrogate: str = typer.Option(None, "--surrogate", help="Surrogate kind (default: mil)."),
+    engine: str = typer.Option("local", "--engine", help="Pool featurization on local "
+                               "processes or on ray (needs activemil[ray])."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Featurize on this Ray cluster "
+                                    "(host:port, ray://host:port or auto; default RAY_ADDRESS); "
+                                    "implies --engine ray."),
 ) -> None:
     """Propose the next batch, record it and write batches/<batch>.csv for the lab.
 
@@ -350,9 +355,12 @@ def propose(
 
     camp = _open(directory)
     err = _console(stderr=True)
+    from activemil.distributed import use_engine
     from activemil.progress import show_progress
 
-    with show_progress(sys.stderr.isatty()):
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        engine = "ray"
+    with show_progress(sys.stderr.isatty()), use_engine(engine, ray_address):
         res = run(
             camp, budget, policy=acquisition, alpha=alpha, seed=seed, surrogate=surrogate,
             progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
@@ -668,6 +676,11 @@ def simulate(
     output: Path = typer.Option(Path("simulation"), "-o", "--output", help="Output directory."),
     keep_campaigns: bool = typer.Option(False, "--keep-campaigns", help="Keep every campaign "
                                         "directory under OUTPUT/campaigns for inspection."),
+    engine: str = typer.Option("local", "--engine", help="local (--jobs processes) or ray "
+                               "(needs activemil[ray]; a local Ray with --jobs workers)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster "
+                                    "(host:port, ray://host:port or auto; default RAY_ADDRESS); "
+                                    "implies --engine ray."),
 ) -> None:
     """Backtest strategies on a table, a bundled dataset or a physics simulator.
 
@@ -708,6 +721,8 @@ def simulate(
         campaigns_dir=Path(output) / "campaigns" if keep_campaigns else None,
         surrogate_settings=FAST_SURROGATE_SETTINGS if fast else None,
         progress=sys.stderr.isatty(),
+        engine="ray" if ray_address or os.environ.get("RAY_ADDRESS") else engine,
+        ray_address=ray_address,
     )
     from activemil.simulate import summary_markdown
 
