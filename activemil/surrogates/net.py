@@ -99,11 +99,10 @@ class Pooling(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Pool ``h [B,K,H]``, or (deduplicated prediction) ``table[index]`` with ``table [U,H]``
         and ``index [B,K]`` without materialising the gathered ``[B,K,H]`` block."""
-        if h is None and self.kind != "max":
-            assert table is not None and index is not None and score is not None or self.kind == "mean"
-        if h is None and self.kind == "max":
+        if h is None:
             assert table is not None and index is not None
-            h = table[index]
+            if self.kind == "max":  # needs the per-feature maxima: gather the block
+                h = table[index]
         if self.kind in ("attention", "conjunctive"):
             a = torch.softmax(self.attention_logits(h, mask, weights, score), dim=1)
         elif self.kind == "mean":
