@@ -58,3 +58,28 @@ def test_unreachable_cluster_is_one_sentence() -> None:  # no Ray started: fast
     assert "\n" not in str(e.value) and "--ray-address" in str(e.value)
     with pytest.raises(InputError):
         featurize_pool(pool, get_recipe("fcc111"), get_encoder("zones"), engine="spark")
+
+
+def test_worker_death_is_retried_then_one_sentence(local_ray, tmp_path) -> None:
+    from activemil.distributed import ray_map
+
+    marker = str(tmp_path / "died")
+
+    def flaky(x: int) -> int:  # the first attempt of item 1 kills its worker process
+        import os
+
+        if x == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return x * x
+
+    assert ray_map(flaky, [0, 1, 2], max_retries=2) == [0, 1, 4]
+
+    def dies(x: int) -> int:
+        import os
+
+        os._exit(1)
+
+    with pytest.raises(EngineError) as e:
+        ray_map(dies, [0], max_retries=0)
+    assert "\n" not in str(e.value)
