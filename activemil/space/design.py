@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
@@ -306,7 +306,7 @@ class DesignSpace:
         ``i..E-1`` holding ``left`` units, given ``present`` elements so far."""
         bounds, n_el = self._unit_bounds(), len(self.elements)
 
-        @lru_cache(maxsize=None)
+        @cache
         def f(i: int, left: int, present: int) -> int:
             if present > self.max_elements:
                 return 0

@@ -44,7 +44,6 @@ from activemil.surrogates.names import CALIBRATIONS
 from activemil.surrogates.prediction import ALPHAS, Prediction, interval_indices
 
 
-
 def cqr_scores(quantiles: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> np.ndarray:
     """CQR conformity scores ``[n, A]`` of ``quantiles [n,9]`` for targets ``y [n]``."""
     out = np.empty((len(y), len(alphas)))

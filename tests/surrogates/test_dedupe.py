@@ -44,7 +44,7 @@ def zone_like_bags(n_bags: int, mode: str, seed: int = 0) -> tuple[BagSet, np.nd
 @pytest.mark.parametrize("pooling", ["attention", "conjunctive", "mean", "max"])
 def test_dedupe_matches_per_bag_path(mode: str, pooling: str) -> None:
     bags, y = zone_like_bags(60, mode)
-    table, index = bags.unique_instances()
+    table, _ = bags.unique_instances()
     assert len(table) < int(bags.mask.sum())  # the fixture does repeat sites
     model = MILRegressor(pooling=pooling, seed=1, **FAST).fit(bags.subset(range(40)), y[:40])
     with instance_dedupe(False):
