@@ -22,3 +22,7 @@ class StateError(ActiveMILError):
 
 class MissingDependencyError(ActiveMILError):
     """An optional extra (e.g. fairchem-core for UMA) or a user-supplied file is missing."""
+
+
+class EngineError(ActiveMILError):
+    """The distributed engine (Ray) is unreachable or lost a worker beyond its retries."""

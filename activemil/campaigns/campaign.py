@@ -437,7 +437,10 @@ class Campaign:
             return cached
         path = self.path / CANDIDATES_FILE
         if not path.exists():
-            return self.space.enumerate()
+            from activemil.progress import progress_enabled
+
+            self._pool = self.space.enumerate(progress=progress_enabled())
+            return self._pool
         df = pd.read_csv(path, dtype={"id": str})
         missing = [c for c in ("id", *self.elements) if c not in df.columns]
         if missing:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from activemil.campaigns.campaign import Campaign, CampaignState
+from activemil.campaigns.candidates import EXHAUSTIVE_LIMIT, generate_candidates
 from activemil.campaigns.config import POLICIES  # = activemil.acquisition.names.POLICIES
 from activemil.campaigns.events import Event
 from activemil.campaigns.store import atomic_write
@@ -163,8 +164,17 @@ def propose(
         table = _basic_table(campaign, pool, picks)
     else:
         mode = "model"
+        scored = pool
+        if len(pool) > EXHAUSTIVE_LIMIT:  # too large to score exhaustively: generate candidates
+            scored, more = generate_candidates(
+                campaign.space, pool, obs, tuple(state.in_flight_ids),
+                maximize=campaign.maximize,
+                seed=int(campaign.config.get("featurize", {}).get("seed", 0)),
+            )
+            notes.extend(more)
+            say(f"Scoring {len(scored):,} generated candidates of {len(pool):,} ...")
         table, extra, pool_prediction = _model_batch(
-            campaign, state, pool, obs, q, policy, alpha, seed, kind, progress, say
+            campaign, state, scored, obs, q, policy, alpha, seed, kind, progress, say
         )
         notes.extend(extra)
 

@@ -226,7 +226,7 @@ def init(
             --recipe fcc111 --target overpotential --minimize --unit mV
     """
     from activemil.campaigns import POLICIES, Campaign
-    from activemil.space import DEFAULT_POOL_LIMIT, DesignSpace
+    from activemil.space import DesignSpace
     from activemil.structures import available_recipes
 
     if maximize is None:
@@ -279,11 +279,8 @@ def init(
         raise InputError(
             "The design space is empty; loosen --min/--max or the element-count limits."
         )
-    if n > DEFAULT_POOL_LIMIT and pool is None:
-        raise InputError(
-            f"The design space holds {n:,} compositions, more than {DEFAULT_POOL_LIMIT:,}; "
-            "coarsen --step or lower --max-elements."
-        )
+    if pool is None:
+        space.check_size(n)  # refuses only spaces whose enumeration would not fit in memory
     camp = Campaign.create(
         directory, space, target=target, maximize=maximize, unit=unit, recipe=recipe,
         encoder=encoder, encoder_settings=encoder_settings,
@@ -344,6 +341,11 @@ def propose(
     alpha: float = typer.Option(None, "--alpha", help="Interval level: 0.05, 0.1 or 0.2."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     surrogate: str = typer.Option(None, "--surrogate", help="Surrogate kind (default: mil)."),
+    engine: str = typer.Option("local", "--engine", help="Pool featurization on local "
+                               "processes or on ray (needs activemil[ray])."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Featurize on this Ray cluster "
+                                    "(host:port, ray://host:port or auto; default RAY_ADDRESS); "
+                                    "implies --engine ray."),
 ) -> None:
     """Propose the next batch, record it and write batches/<batch>.csv for the lab.
 
@@ -353,10 +355,16 @@ def propose(
 
     camp = _open(directory)
     err = _console(stderr=True)
-    res = run(
-        camp, budget, policy=acquisition, alpha=alpha, seed=seed, surrogate=surrogate,
-        progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
-    )
+    from activemil.distributed import use_engine
+    from activemil.progress import show_progress
+
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        engine = "ray"
+    with show_progress(sys.stderr.isatty()), use_engine(engine, ray_address):
+        res = run(
+            camp, budget, policy=acquisition, alpha=alpha, seed=seed, surrogate=surrogate,
+            progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
+        )
     _notices(camp)
     from rich.table import Table
 
@@ -696,6 +704,11 @@ def simulate(
     output: Path = typer.Option(Path("simulation"), "-o", "--output", help="Output directory."),
     keep_campaigns: bool = typer.Option(False, "--keep-campaigns", help="Keep every campaign "
                                         "directory under OUTPUT/campaigns for inspection."),
+    engine: str = typer.Option("local", "--engine", help="local (--jobs processes) or ray "
+                               "(needs activemil[ray]; a local Ray with --jobs workers)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster "
+                                    "(host:port, ray://host:port or auto; default RAY_ADDRESS); "
+                                    "implies --engine ray."),
 ) -> None:
     """Backtest strategies on a table, a bundled dataset or a physics simulator.
 
@@ -736,6 +749,8 @@ def simulate(
         campaigns_dir=Path(output) / "campaigns" if keep_campaigns else None,
         surrogate_settings=FAST_SURROGATE_SETTINGS if fast else None,
         progress=sys.stderr.isatty(),
+        engine="ray" if ray_address or os.environ.get("RAY_ADDRESS") else engine,
+        ray_address=ray_address,
     )
     from activemil.simulate import summary_markdown
 

@@ -8,6 +8,48 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 
+def dedupe_rows(rows: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``rows [N, D]``: ``(table [U, D], inverse [N])`` with
+    ``rows == table[inverse]`` bit for bit; table rows in order of first occurrence.
+
+    Rows are hashed (their float bits times seeded random odd 64-bit multipliers, summed with
+    wrap-around), the hashes are deduplicated with :func:`numpy.unique`, and every row is then
+    compared with its representative; on a hash collision (never seen; ~N^2/2^64) it falls
+    back to an exact byte-wise :func:`numpy.unique`. Memory: ``O(N)`` words plus one chunk.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    n, d = rows.shape
+    if n == 0:
+        return rows.reshape(0, d), np.zeros(0, np.int64)
+    bits = rows.view(np.uint32)
+    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=d, dtype=np.uint64) * np.uint64(2)
+    mult = mult + np.uint64(1)
+    key = np.zeros(n, np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(d):
+            key += bits[:, j].astype(np.uint64) * mult[j]
+            key ^= key >> np.uint64(29)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    # renumber so that table rows appear in order of first occurrence (stable across runs)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    inverse = rank[inverse.ravel()].astype(np.int64)
+    table = rows[np.sort(first)]
+    tbits = table.view(np.uint32)
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        if not np.array_equal(bits[sl], tbits[inverse[sl]]):  # hash collision: exact fallback
+            void = np.dtype((np.void, 4 * d))
+            _, first, inverse = np.unique(rows.view(void).ravel(), return_index=True,
+                                          return_inverse=True)
+            order = np.argsort(first, kind="stable")
+            rank = np.empty_like(order)
+            rank[order] = np.arange(len(order))
+            return rows[np.sort(first)], rank[inverse.ravel()].astype(np.int64)
+    return table, inverse
+
+
 @dataclass(frozen=True)
 class BagSet:
     """B bags of up to K instances (sites) with D features each.
@@ -41,6 +83,10 @@ class BagSet:
     site_kind: np.ndarray
     instance_targets: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    #: cached :meth:`unique_instances` result (not an init field, so ``replace`` drops it)
+    _unique: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         b, k = self.mask.shape
@@ -59,6 +105,22 @@ class BagSet:
     @property
     def max_instances(self) -> int:
         return int(self.mask.shape[1])
+
+    def unique_instances(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct real instances across all bags: ``(table [U, D] float32, index [B, K] int64)``
+        with ``features[b, k] == table[index[b, k]]`` bit for bit wherever ``mask[b, k]``
+        (index 0 at padding). Computed once per BagSet and cached.
+
+        Zone-count sites repeat across a pool (the same site kind and zone counts), so a network
+        can run its instance part on ``table`` only; see :func:`dedupe_rows`.
+        """
+        if self._unique is None:
+            table, inv = dedupe_rows(self.features[self.mask])
+            index = np.zeros(self.mask.shape, np.int64)
+            index[self.mask] = inv
+            object.__setattr__(self, "_unique", (table, index))
+        assert self._unique is not None
+        return self._unique
 
     def subset(self, rows: Sequence[int] | np.ndarray) -> BagSet:
         """Bags at ``rows`` (order kept), trimmed to their longest bag."""

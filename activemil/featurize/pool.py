@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -107,6 +106,8 @@ def featurize_pool(
     jobs: int = 1,
     progress: bool = False,
     chunk_size: int = 32,
+    engine: str | None = None,
+    ray_address: str | None = None,
 ) -> BagSet:
     """Bags of per-site features for every candidate of ``pool``.
 
@@ -121,6 +122,10 @@ def featurize_pool(
         cache_dir: content-addressed cache folder (``None`` = no cache).
         jobs: worker processes (1 = in this process).
         progress: show a rich progress bar.
+        engine: ``local`` (processes on this machine, ``jobs``) or ``ray`` (Ray tasks of
+            ``chunk_size`` candidates; local Ray with ``jobs`` workers, or the cluster at
+            ``ray_address`` / ``RAY_ADDRESS``); ``None`` = :func:`activemil.distributed.
+            current_engine`. Bags are identical whatever the engine.
 
     Returns:
         BagSet with ``side`` = composition fractions ``[N, E]`` and ``strata`` = elements present.
@@ -151,8 +156,31 @@ def featurize_pool(
             cache.put(keys[i], bag)
 
     bar = _progress(progress, len(todo), f"featurizing ({encoder.name})")
+    from activemil.distributed import current_engine, ray_map
+
+    if engine is None:
+        engine, ctx_address, ctx_workers = current_engine()
+        ray_address = ray_address or ctx_address
+        jobs = ctx_workers or jobs
+    if engine not in ("local", "ray"):
+        raise InputError(f"Unknown engine {engine!r}; choose local or ray.")
     try:
-        if jobs <= 1 or len(todo) <= chunk_size:
+        if engine == "ray" and todo:
+            chunks = [todo[j : j + chunk_size] for j in range(0, len(todo), chunk_size)]
+            args = [
+                ([(pool.ids[i], pool.composition(i)) for i in ch], elements, recipe, encoder,
+                 seed, n_sites, mode, 1)
+                for ch in chunks
+            ]
+
+            def done(k: int, bags: list[dict[str, np.ndarray]]) -> None:
+                for i, bag in zip(chunks[k], bags):
+                    store(i, bag)
+                bar.advance(len(chunks[k]))
+
+            ray_map(_work, args, address=ray_address, workers=jobs if jobs > 1 else None,
+                    on_result=done)
+        elif jobs <= 1 or len(todo) <= chunk_size:
             for i in todo:
                 store(i, _bag_for(pool.composition(i), pool.ids[i], elements, recipe, encoder,
                                   seed, n_sites, mode))
@@ -195,22 +223,8 @@ def featurize_pool(
     )
 
 
-class _progress:
-    """A rich progress bar, or nothing when disabled (or not a terminal)."""
+def _progress(enabled: bool, total: int, label: str):
+    """A rich progress bar with rate and ETA (:class:`activemil.progress.ProgressBar`)."""
+    from activemil.progress import ProgressBar
 
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self._p = None
-        if enabled and total > 0:
-            from rich.progress import Progress
-
-            self._p = Progress(transient=not os.environ.get("CI"))
-            self._p.start()
-            self._task = self._p.add_task(label, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self._p is not None:
-            self._p.advance(self._task, n)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
+    return ProgressBar(enabled, total, label, unit="bags")

@@ -268,6 +268,16 @@ def _init_worker(payload: dict[str, Any]) -> None:
     _WORKER.update(payload)
 
 
+def _ray_task(payload: dict[str, Any], spec: tuple[int, int]) -> tuple[int, int, list[dict], list[dict]]:
+    """One campaign as a Ray task: the worker's state comes from the shared ``payload``."""
+    _WORKER.clear()
+    _WORKER.update(payload)
+    try:
+        return _task(spec)
+    finally:
+        _WORKER.clear()
+
+
 def _task(spec: tuple[int, int]) -> tuple[int, int, list[dict], list[dict]]:
     s_index, seed = spec
     w = _WORKER
@@ -328,6 +338,8 @@ def simulate(
     min_train: int | None = None,
     skip: Collection[tuple[str, int]] = (),
     on_campaign: Callable[[str, int, list[dict], list[dict]], None] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> SimulationResult:
     """Backtest ``strategies`` on ``scenario`` over ``seeds`` x ``rounds`` rounds of ``budget``.
 
@@ -357,9 +369,14 @@ def simulate(
         skip: (strategy name, seed) campaigns not to run (e.g. finished in an earlier run).
         on_campaign: called in this process as ``on_campaign(strategy, seed, records,
             timings)`` as soon as each campaign finishes (for incremental, resumable output).
+        engine: ``local`` (``jobs`` processes) or ``ray``: every (strategy, seed) campaign is a
+            Ray task (local Ray with ``jobs`` workers, or the cluster at ``ray_address`` /
+            ``RAY_ADDRESS``); records equal a serial run.
     """
     if rounds < 1 or budget < 1:
         raise InputError(f"rounds={rounds} and budget={budget} must both be at least 1.")
+    if engine not in ("local", "ray"):
+        raise InputError(f"Unknown engine {engine!r}; choose local or ray.")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise InputError("No seeds given; pass --seeds 1 or more.")
@@ -419,7 +436,18 @@ def simulate(
     if not tasks:
         raise InputError("Every requested campaign is in skip; nothing to run.")
     results: dict[tuple[int, int], tuple[list[dict], list[dict]]] = {}
-    if jobs <= 1:
+    if engine == "ray":
+        from activemil.distributed import ray_map
+
+        def done(k: int, out: tuple[int, int, list[dict], list[dict]]) -> None:
+            i, s, recs, times = out
+            results[(i, s)] = (recs, times)
+            if on_campaign is not None:
+                on_campaign(names[i], s, recs, times)
+
+        ray_map(_ray_task, tasks, address=ray_address, workers=jobs if jobs > 1 else None,
+                shared=payload, on_result=done)
+    elif jobs <= 1:
         _WORKER.clear()
         _WORKER.update({**payload, "strategies": strategy_objs})
         try:

@@ -8,10 +8,11 @@ the integer vector ``counts`` with ``sum(counts) == n_units == round(1 / s)``.
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,12 @@ from ase.data import chemical_symbols
 
 from activemil.errors import InputError
 
+#: kept for callers that still pass ``limit``; spaces are now limited by :func:`pool_memory`
 DEFAULT_POOL_LIMIT = 250_000
+#: largest enumerated pool accepted, in bytes of RAM (override: ACTIVEMIL_MAX_POOL_GB)
+MAX_POOL_BYTES = 3 * 2**30
+#: rows per enumeration chunk
+ENUM_CHUNK = 200_000
 _ID_TOKEN = re.compile(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)")
 
 
@@ -73,6 +79,40 @@ def parse_candidate_id(text: str, elements: Sequence[str]) -> np.ndarray:
             )
         out[list(elements).index(symbol)] += float(pct) / 100.0
     return out
+
+
+def pool_memory(n: int, n_elements: int) -> int:
+    """Bytes an enumerated pool of ``n`` compositions over ``n_elements`` elements needs
+    (fractions, counts during enumeration, ids and the id index; measured ~ 120 B/row + 16 B
+    per element)."""
+    return int(n * (120 + 16 * n_elements))
+
+
+def max_pool_bytes() -> int:
+    """The pool memory limit: ``ACTIVEMIL_MAX_POOL_GB`` (GiB) or :data:`MAX_POOL_BYTES`."""
+    raw = os.environ.get("ACTIVEMIL_MAX_POOL_GB")
+    if raw:
+        try:
+            return int(float(raw) * 2**30)
+        except ValueError:
+            raise InputError(
+                f"ACTIVEMIL_MAX_POOL_GB={raw!r} is not a number; set it to e.g. 4."
+            ) from None
+    return MAX_POOL_BYTES
+
+
+def ids_from_counts(elements: Sequence[str], counts: np.ndarray, n_units: int) -> list[str]:
+    """:func:`candidate_id` of every row of grid ``counts [N, E]`` (fractions ``counts /
+    n_units``), via one token table per (element, count): the same strings, much faster."""
+    tokens = [
+        [candidate_id([el], [c / n_units]) if c else "" for c in range(n_units + 1)]
+        for el in elements
+    ]
+    cols = [np.asarray(tok, dtype=object)[counts[:, j]] for j, tok in enumerate(tokens)]
+    out = cols[0]
+    for col in cols[1:]:
+        out = out + col
+    return [t or "empty" for t in out.tolist()]
 
 
 @dataclass(frozen=True)
@@ -261,22 +301,128 @@ class DesignSpace:
 
         yield from rec(0, self.n_units, 0, ())
 
-    def enumerate(self, limit: int = DEFAULT_POOL_LIMIT, force: bool = False) -> CandidatePool:
-        """Enumerate the candidate pool, refusing pools larger than ``limit`` unless ``force``."""
-        total = self.count()
+    def _suffix_count(self) -> Callable[[int, int, int], int]:
+        """``f(i, left, present)``: number of ways to finish a composition with elements
+        ``i..E-1`` holding ``left`` units, given ``present`` elements so far."""
+        bounds, n_el = self._unit_bounds(), len(self.elements)
+
+        @cache
+        def f(i: int, left: int, present: int) -> int:
+            if present > self.max_elements:
+                return 0
+            if i == n_el:
+                return int(left == 0 and present >= self.min_elements)
+            lo, hi = bounds[i]
+            return f(i + 1, left, present) + sum(
+                f(i + 1, left - c, present + 1) for c in range(lo, min(hi, left) + 1)
+            )
+
+        return f
+
+    def _block(self, prefix: tuple[int, ...]) -> np.ndarray:
+        """All completions of ``prefix`` (counts of the first elements), vectorised, in
+        lexicographic order: int16 ``[M, E]``."""
+        bounds, n_el = self._unit_bounds(), len(self.elements)
+        rows = np.array([prefix], dtype=np.int16).reshape(1, len(prefix))
+        left = np.array([self.n_units - sum(prefix)], dtype=np.int64)
+        present = np.array([sum(c > 0 for c in prefix)], dtype=np.int64)
+        for i in range(len(prefix), n_el):
+            lo, hi = bounds[i]
+            last = i == n_el - 1
+            parts_r, parts_l, parts_p, parts_c = [], [], [], []
+            for c in [0, *range(lo, hi + 1)]:
+                ok = (left == c) if last else (left >= c)
+                ok &= present + (c > 0) <= self.max_elements
+                sel = np.flatnonzero(ok)
+                if sel.size:
+                    parts_r.append(sel)
+                    parts_c.append(np.full(sel.size, c, np.int16))
+                    parts_l.append(left[sel] - c)
+                    parts_p.append(present[sel] + (c > 0))
+            if not parts_r:
+                return np.zeros((0, n_el), np.int16)
+            src = np.concatenate(parts_r)
+            order = np.argsort(src, kind="stable")  # keep lexicographic order: parent, then c
+            src = src[order]
+            rows = np.concatenate([rows[src], np.concatenate(parts_c)[order][:, None]], axis=1)
+            left = np.concatenate(parts_l)[order]
+            present = np.concatenate(parts_p)[order]
+        return rows[present >= self.min_elements]
+
+    def iter_count_chunks(self, chunk: int = ENUM_CHUNK) -> Iterator[np.ndarray]:
+        """Yield the compositions as int16 grid counts ``[m, E]`` in chunks of at most about
+        ``chunk`` rows (a prefix of counts is fixed until its completions fit), in the same
+        lexicographic order as :meth:`iter_counts`; memory is bounded by the chunk."""
+        f = self._suffix_count()
+        bounds, n_el = self._unit_bounds(), len(self.elements)
+
+        def rec(prefix: tuple[int, ...]) -> Iterator[np.ndarray]:
+            i, left = len(prefix), self.n_units - sum(prefix)
+            present = sum(c > 0 for c in prefix)
+            size = f(i, left, present)
+            if size == 0:
+                return
+            if size <= chunk or i >= n_el - 1:
+                yield self._block(prefix)
+                return
+            lo, hi = bounds[i]
+            for c in [0, *range(lo, min(hi, left) + 1)]:
+                yield from rec(prefix + (c,))
+
+        buf: list[np.ndarray] = []
+        n_buf = 0
+        for block in rec(()):
+            buf.append(block)
+            n_buf += len(block)
+            if n_buf >= chunk:
+                yield np.concatenate(buf)
+                buf, n_buf = [], 0
+        if buf:
+            yield np.concatenate(buf)
+
+    def check_size(self, total: int | None = None) -> int:
+        """The number of compositions, after checking that enumerating them fits in memory
+        (:func:`pool_memory` against :func:`max_pool_bytes`); raises :class:`InputError`."""
+        total = self.count() if total is None else total
         if total == 0:
             raise InputError(
                 "The design space is empty; loosen --min/--max bounds or the element-count limits."
             )
-        if total > limit and not force:
+        need, cap = pool_memory(total, len(self.elements)), max_pool_bytes()
+        if need > cap:
+            raise InputError(
+                f"The design space holds {total:,} compositions, which need about "
+                f"{need / 2**30:.1f} GiB to enumerate (limit {cap / 2**30:.1f} GiB); coarsen "
+                "--step, lower --max-elements, or raise ACTIVEMIL_MAX_POOL_GB."
+            )
+        return total
+
+    def enumerate(
+        self, limit: int | None = None, force: bool = False, progress: bool = False
+    ) -> CandidatePool:
+        """Enumerate the candidate pool in chunks (see :meth:`iter_count_chunks`).
+
+        The space is counted first and refused when it would not fit in memory
+        (:meth:`check_size`); ``limit`` (a row cap) is still honoured unless ``force``.
+        """
+        total = self.count()
+        if limit is not None and total > limit and not force:
             raise InputError(
                 f"The design space holds {total:,} compositions, more than the limit {limit:,}; "
                 "coarsen --step, lower --max-elements, or pass --force to enumerate anyway."
             )
-        counts = np.fromiter(
-            (c for combo in self.iter_counts() for c in combo), dtype=np.int64
-        ).reshape(-1, len(self.elements))
-        return CandidatePool(self.elements, counts / self.n_units)
+        self.check_size(total)
+        from activemil.progress import ProgressBar
+
+        parts: list[np.ndarray] = []
+        ids: list[str] = []
+        with ProgressBar(progress and total > ENUM_CHUNK, total, "enumerating") as bar:
+            for counts in self.iter_count_chunks():
+                parts.append(counts)
+                ids.extend(ids_from_counts(self.elements, counts, self.n_units))
+                bar.advance(len(counts))
+        counts = np.concatenate(parts) if parts else np.zeros((0, len(self.elements)), np.int16)
+        return CandidatePool(self.elements, counts / self.n_units, tuple(ids))
 
     def contains(self, fractions: np.ndarray, tol: float = 1e-6) -> bool:
         """Whether ``fractions`` ``[E]`` lies on the grid and within all bounds."""

@@ -37,11 +37,11 @@ import numpy as np
 
 from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
+from activemil.progress import ProgressBar, progress_enabled
 from activemil.surrogates.base import Surrogate, check_training_data, load_arrays, save_arrays
 from activemil.surrogates.ensemble import Ensemble, combine_predictions
 from activemil.surrogates.names import CALIBRATIONS
 from activemil.surrogates.prediction import ALPHAS, Prediction, interval_indices
-
 
 
 def cqr_scores(quantiles: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> np.ndarray:
@@ -159,23 +159,28 @@ class ConformalMIL(Surrogate):
         oof = np.full((n, 9), np.nan)
         self.models = []
         self.notes = []
-        if method == "none":
-            self.models.append(self._ensemble(0).fit(bags, y))
-        elif method.startswith("split"):
-            perm = rng.permutation(n)
-            n_cal = min(n - 2, max(2, round(self.split_fraction * n)))
-            cal, rest = np.sort(perm[:n_cal]), np.sort(perm[n_cal:])
-            ens = self._ensemble(0).fit(bags.subset(rest), y[rest])
-            oof[cal] = ens.predict(bags.subset(cal)).quantiles
-            self.models.append(ens)
-        else:
-            folds = np.array_split(rng.permutation(n), min(self.n_folds, n))
-            for k, held in enumerate(folds):
-                held = np.sort(held)
-                rest = np.setdiff1d(np.arange(n), held)
-                ens = self._ensemble(k).fit(bags.subset(rest), y[rest])
-                oof[held] = ens.predict(bags.subset(held)).quantiles
+        n_fits = self.n_members * (min(self.n_folds, n) if method.startswith("cv") else 1)
+        bar = ProgressBar(progress_enabled(), n_fits, f"training {n_fits} networks on {n}",
+                          unit="nets")
+        step = bar.advance
+        with bar:
+            if method == "none":
+                self.models.append(self._ensemble(0).fit(bags, y, on_member=step))
+            elif method.startswith("split"):
+                perm = rng.permutation(n)
+                n_cal = min(n - 2, max(2, round(self.split_fraction * n)))
+                cal, rest = np.sort(perm[:n_cal]), np.sort(perm[n_cal:])
+                ens = self._ensemble(0).fit(bags.subset(rest), y[rest], on_member=step)
+                oof[cal] = ens.predict(bags.subset(cal)).quantiles
                 self.models.append(ens)
+            else:
+                folds = np.array_split(rng.permutation(n), min(self.n_folds, n))
+                for k, held in enumerate(folds):
+                    held = np.sort(held)
+                    rest = np.setdiff1d(np.arange(n), held)
+                    ens = self._ensemble(k).fit(bags.subset(rest), y[rest], on_member=step)
+                    oof[held] = ens.predict(bags.subset(held)).quantiles
+                    self.models.append(ens)
         self.oof_quantiles = oof
         self.oof_median = oof[:, 4].copy()
         scored = np.isfinite(oof[:, 4])
@@ -242,7 +247,10 @@ class ConformalMIL(Surrogate):
     # ---------------------------------------------------------------- prediction
     def predict(self, bags: BagSet) -> Prediction:
         self._check_fitted()
-        raw = combine_predictions([m.predict(bags) for m in self.models])
+        n_nets = sum(m.n_members for m in self.models)
+        with ProgressBar(progress_enabled() and len(bags) > 1000, n_nets,
+                         f"predicting {len(bags):,} bags", unit="nets") as bar:
+            raw = combine_predictions([m.predict(bags, on_member=bar.advance) for m in self.models])
         tau = self.tau_for(np.asarray(bags.strata))
         raw.quantiles = apply_offsets(raw.quantiles, tau, self.alphas)
         raw.member_quantiles = apply_offsets(raw.member_quantiles, tau, self.alphas)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -88,16 +88,25 @@ class Ensemble(Surrogate):
         return {"kind": self.member_kind, "n_members": self.n_members, "seed": self.seed,
                 **self._settings}
 
-    def fit(self, bags: BagSet, y: np.ndarray) -> Self:
+    def fit(self, bags: BagSet, y: np.ndarray, on_member: Callable[[], None] | None = None) -> Self:
+        """Fit every member; ``on_member()`` is called after each (progress)."""
         y = check_training_data(bags, y, min_bags=2)
         for m in self.members:
             m.fit(bags, y)
+            if on_member is not None:
+                on_member()
         self.n_train = len(y)
         return self
 
-    def predict(self, bags: BagSet) -> Prediction:
+    def predict(self, bags: BagSet, on_member: Callable[[], None] | None = None) -> Prediction:
+        """Average the members' predictions; ``on_member()`` is called after each."""
         self._check_fitted()
-        return combine_predictions([m.predict(bags) for m in self.members])
+        preds = []
+        for m in self.members:
+            preds.append(m.predict(bags))
+            if on_member is not None:
+                on_member()
+        return combine_predictions(preds)
 
     def _save(self, path: Path) -> dict:
         for i, m in enumerate(self.members):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Self
@@ -75,6 +77,22 @@ def bag_tensors(bags: BagSet) -> dict[str, torch.Tensor]:
         "side": torch.as_tensor(np.ascontiguousarray(bags.side), dtype=torch.float32),
         "strata": torch.as_tensor(np.ascontiguousarray(bags.strata), dtype=torch.int64),
     }
+
+
+#: run the instance network once per distinct site (see :meth:`MILRegressor.forward_numpy`);
+#: switch off with :func:`instance_dedupe` (benchmarks compare both paths)
+_DEDUPE = [True]
+
+
+@contextmanager
+def instance_dedupe(enabled: bool) -> Iterator[None]:
+    """Context in which MIL prediction does (default) or does not deduplicate instances."""
+    old = _DEDUPE[0]
+    _DEDUPE[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _DEDUPE[0] = old
 
 
 def _rows(t: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -204,20 +222,36 @@ class MILRegressor(Surrogate):
     # ---------------------------------------------------------------- prediction
     def forward_numpy(self, bags: BagSet) -> dict[str, np.ndarray]:
         """Raw outputs in target units: ``quantiles [B,9]``, ``attention [B,K]``,
-        ``embedding [B,d]``, ``contributions [B,K]`` (conjunctive only)."""
+        ``embedding [B,d]``, ``contributions [B,K]`` (conjunctive only).
+
+        The instance network runs once per distinct site of the whole BagSet
+        (:meth:`BagSet.unique_instances`, cached on the BagSet, so ensemble members share it),
+        then pooling runs per bag with the bag's weights and mask; outputs equal the per-bag
+        path (``with instance_dedupe(False)``) to float32 rounding."""
         self._check_fitted()
         assert self.net is not None
         c = self.net.config
         check_bags(bags, dim=c.in_dim, side_dim=c.side_dim)
-        t = bag_tensors(bags)
+        chunk = self.train_settings.predict_chunk
         outs: dict[str, list[np.ndarray]] = {}
+        keys = ("quantiles", "attention", "embedding", "contributions")
         with torch.no_grad():
-            for start in range(0, len(bags), self.train_settings.predict_chunk):
-                sl = slice(start, start + self.train_settings.predict_chunk)
-                o = self.net(**{k: v[sl] for k, v in t.items()})
-                for k in ("quantiles", "attention", "embedding", "contributions"):
-                    if k in o:
-                        outs.setdefault(k, []).append(o[k].double().numpy())
+            if _DEDUPE[0]:
+                table, index = bags.unique_instances()
+                t = bag_tensors(bags)
+                o = self.net.forward_indexed(
+                    torch.as_tensor(table), torch.as_tensor(index), t["mask"], t["weights"],
+                    t["side"], t["strata"],
+                )
+                outs = {k: [o[k].double().numpy()] for k in keys if k in o}
+            else:
+                t = bag_tensors(bags)
+                for start in range(0, len(bags), chunk):
+                    sl = slice(start, start + chunk)
+                    o = self.net(**{k: v[sl] for k, v in t.items()})
+                    for k in keys:
+                        if k in o:
+                            outs.setdefault(k, []).append(o[k].double().numpy())
         res = {k: np.concatenate(v) for k, v in outs.items()}
         res["quantiles"] = res["quantiles"] * self.y_std + self.y_mean
         if "contributions" in res:
