@@ -114,7 +114,7 @@ class SurrogateConfig(_Section):
 
 
 class AcquisitionConfig(_Section):
-    policy: Literal[POLICIES] = "ucb"  # type: ignore[valid-type]
+    policy: Literal[POLICIES] = "kg"  # type: ignore[valid-type]  # measured: docs/benchmarks.md
     alpha: float = 0.1
     settings: dict[str, Any] = Field(default_factory=dict)
 

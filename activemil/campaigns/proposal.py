@@ -122,7 +122,7 @@ def propose(
     ``derived/models`` when the training data are unchanged) and ``propose_batch`` picks the
     batch with measured ids excluded and in-flight ids pending.
     """
-    policy = (policy or campaign.setting("acquisition", "policy", "ucb")).lower()
+    policy = (policy or campaign.setting("acquisition", "policy", "kg")).lower()
     alpha = float(alpha if alpha is not None else campaign.setting("acquisition", "alpha", 0.1))
     kind = surrogate or campaign.setting("surrogate", "kind", "mil")
     _check_args(campaign, budget, policy, alpha)

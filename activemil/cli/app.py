@@ -197,7 +197,7 @@ def init(
         None, "--min-train", help="Measurements needed before the surrogate replaces space-filling."
     ),
     acquisition: str = typer.Option(
-        None, "--acquisition", help="Default acquisition policy (default: ucb)."),
+        None, "--acquisition", help="Default acquisition policy (default: kg)."),
     surrogate_options: str = typer.Option(
         None, "--surrogate-options", help="Surrogate settings passed to make_surrogate, e.g. "
         "n_members=3,n_folds=5."
@@ -683,7 +683,7 @@ def simulate(
     step: float = typer.Option(0.1, "--step", help="Grid step (--simulator)."),
     sim_size: int = typer.Option(48, "--sim-size", help="Simulated surface edge in atoms "
                                  "(--simulator; 96 as published)."),
-    strategy: str = typer.Option("mil-ucb,gp-ei,baybe,random", "--strategy",
+    strategy: str = typer.Option("mil-kg,gp-ei,baybe,random", "--strategy",
                                  help="Comma-separated. Campaign strategies (a temporary "
                                  "campaign each, the user's propose/ingest path): mil-ucb, "
                                  "mil-thompson, mil-kg, mil-lognei, mil-greedy, gp-ucb, gp-kg "

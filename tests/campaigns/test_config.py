@@ -67,7 +67,7 @@ def test_defaults_come_from_the_config_and_setting_is_a_thin_accessor(camp):
     cfg = json.loads((camp.path / "campaign.json").read_text())
     assert cfg["schema_version"] == SCHEMA_VERSION
     assert cfg["surrogate"]["min_train"] == DEFAULT_MIN_TRAIN == camp.min_train
-    assert camp.setting("acquisition", "policy", "x") == "ucb"
+    assert camp.setting("acquisition", "policy", "x") == "kg"
     assert camp.setting("ingest", "outlier_factor") == CampaignConfig.model_fields[
         "ingest"].default_factory().outlier_factor
     assert camp.setting("nope", "nothing", 7) == 7
