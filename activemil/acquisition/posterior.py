@@ -111,7 +111,7 @@ class PoolPosterior:
         scale: calibration factor ``c`` (posterior sd multiplier).
         cv_mse: K-fold cross-validated mean squared error of the mean (standardised units).
         choice: the model choice this posterior won (see ``build_posterior``).
-        loo_coverage: cross-validated coverage of the calibrated ``1 - alpha`` interval.
+        cv_coverage: cross-validated coverage of the calibrated ``1 - alpha`` interval.
         notes: one-line remarks for the user.
     """
 
@@ -126,7 +126,7 @@ class PoolPosterior:
     maximize: bool
     scale: float
     alpha: float
-    loo_coverage: float
+    cv_coverage: float
     n_embedding: int
     prior: bool
     cv_mse: float = float("nan")
@@ -428,11 +428,11 @@ def fit_pool_posterior(
     base.eval()
     zq = math.sqrt(2.0) * float(torch.erfinv(torch.tensor(1 - alpha, dtype=torch.float64)))
     ok = np.isfinite(z)
-    loo_cov = float(np.mean(z[ok] <= c * zq)) if ok.any() else float("nan")
+    cv_cov = float(np.mean(z[ok] <= c * zq)) if ok.any() else float("nan")
     return PoolPosterior(
         model=base, X=X, ids=tuple(ids), train_X=train_X, train_Y=train_Y,
         train_rows=train_rows, y_mean=y_mean, y_std=y_std, maximize=maximize, scale=c,
-        alpha=alpha, loo_coverage=loo_cov, n_embedding=n_emb, prior=prior,
+        alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
         cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
         notes=notes,
     )

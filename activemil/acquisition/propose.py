@@ -248,7 +248,7 @@ def propose_from_posterior(
         f"posterior: GP on composition{f' + {post.n_embedding}-d MIL embedding' if post.n_embedding else ''}"
         f"{' with the MIL median as prior mean' if post.prior else ''}, {len(post.train_Y)} "
         f"measurements, calibration scale x{post.scale:.2f} (cross-validated coverage "
-        f"{post.loo_coverage:.0%} at {1 - post.alpha:.0%})"
+        f"{post.cv_coverage:.0%} at {1 - post.alpha:.0%})"
     )
     df.attrs["notes"] = notes
     df.attrs["seconds"] = time.perf_counter() - t0

@@ -377,7 +377,7 @@ def _model_batch(
             "top_sites": r.get("top_sites", ""),
             "quantiles": {key: float(v) for key, v in zip(QUANTILE_KEYS, qs_all[k])},
             "posterior": {**post.choice, "scale": round(float(post.scale), 4),
-                          "cv_coverage": round(float(post.loo_coverage), 4)},
+                          "cv_coverage": round(float(post.cv_coverage), 4)},
         })
     notes = [str(n) for n in picked.attrs.get("notes", []) or []]
     return pd.DataFrame(out), notes, posterior_prediction(post, pred, np.asarray(bags.strata))

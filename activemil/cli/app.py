@@ -304,17 +304,9 @@ def init(
 
 def _candidate_file(path: Path, elements: tuple[str, ...]):
     """The candidate pool of ``init --candidates``: one row per composition of ``path``."""
-    import pandas as pd
+    from activemil.space import CandidatePool, read_csv_file
 
-    from activemil.space import CandidatePool
-
-    if not Path(path).is_file():
-        raise InputError(f"Candidate file {path} does not exist; check the --candidates path.")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed files
-        raise InputError(f"Cannot read {path} as CSV ({type(exc).__name__}); save it as "
-                         "comma-separated text with a header row.") from None
+    df = read_csv_file(path, "--candidates")
     return CandidatePool.from_frame(df, elements)
 
 

@@ -15,7 +15,13 @@ import pandas as pd
 from activemil.data import DATASETS, data_path
 from activemil.errors import InputError
 from activemil.simulate.oracle import Oracle, TableOracle
-from activemil.space import CandidatePool, parse_compositions, sheet_row, validate_elements
+from activemil.space import (
+    CandidatePool,
+    parse_compositions,
+    read_csv_file,
+    sheet_row,
+    validate_elements,
+)
 
 #: default featurization recipe of the bundled datasets ("composition" = composition-only bags)
 DATASET_RECIPES: dict[str, str] = {
@@ -147,13 +153,7 @@ class Scenario:
     ) -> Scenario:
         """Scenario from a CSV file (see :meth:`from_table`)."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"Data file {path} does not exist; check the --data path.")
-        try:
-            df = pd.read_csv(path)
-        except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed files
-            raise InputError(f"Cannot read {path} as CSV ({type(exc).__name__}); save it as "
-                             "comma-separated text with a header row.") from None
+        df = read_csv_file(path, "--data")
         return cls.from_table(df, target, direction, elements=elements, name=path.stem,
                               source=str(path), recipe=recipe)
 

@@ -13,6 +13,7 @@ from activemil.space.parse import (
     parse_composition_table,
     parse_compositions,
     parse_formula,
+    read_csv_file,
     sheet_row,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "parse_composition_table",
     "parse_compositions",
     "parse_formula",
+    "read_csv_file",
     "sheet_row",
     "validate_elements",
 ]

@@ -7,6 +7,7 @@ row is row 2, so a user can jump straight to the line.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,19 @@ from activemil.errors import InputError
 
 SUM_TOLERANCE = 1e-3
 FORMULA_COLUMNS = ("formula", "composition")
+
+
+def read_csv_file(path: str | Path, flag: str) -> pd.DataFrame:
+    """Read a composition table from CSV, or one sentence naming the file and the ``flag``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{'Data' if flag == '--data' else 'Candidate'} file {path} does not "
+                         f"exist; check the {flag} path.")
+    try:
+        return pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed files
+        raise InputError(f"Cannot read {path} as CSV ({type(exc).__name__}); save it as "
+                         "comma-separated text with a header row.") from None
 
 
 def sheet_row(i: int) -> int:

@@ -56,8 +56,8 @@ def test_calibration_scales_variance_not_mean(pool):
     e, sd = loo_scores(post.model)
     z = np.abs(e) / sd  # on the calibrated model: scaled by 1/c
     zq = math.sqrt(2) * float(torch.erfinv(torch.tensor(0.9, dtype=torch.float64)))
-    assert post.loo_coverage == pytest.approx(np.mean(z <= zq))
-    assert post.loo_coverage >= 0.85
+    assert post.cv_coverage == pytest.approx(np.mean(z <= zq))
+    assert post.cv_coverage >= 0.85
 
 
 def test_loo_scores_match_refits_with_fixed_hyperparameters(pool):
