@@ -111,6 +111,7 @@ class PoolPosterior:
         scale: calibration factor ``c`` (posterior sd multiplier).
         cv_mse: K-fold cross-validated mean squared error of the mean (standardised units).
         choice: the model choice this posterior won (see ``build_posterior``).
+        prior_source: what the prior-mean column holds (for notes), when ``prior``.
         cv_coverage: cross-validated coverage of the calibrated ``1 - alpha`` interval.
         notes: one-line remarks for the user.
     """
@@ -130,6 +131,7 @@ class PoolPosterior:
     n_embedding: int
     prior: bool
     cv_mse: float = float("nan")
+    prior_source: str = "MIL median"
     notes: list[str] = field(default_factory=list)
     choice: dict = field(default_factory=dict)
 

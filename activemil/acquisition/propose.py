@@ -79,12 +79,17 @@ def _rows(ids: Iterable[str], index: dict[str, int], what: str) -> tuple[np.ndar
     return np.unique(np.asarray(rows, dtype=np.int64)), missing
 
 
+#: the posterior variants :func:`build_posterior` can fit (``auto`` chooses among them)
+POSTERIOR_MODELS: tuple[str, ...] = ("gp", "mil", "transfer")
+
+
 def build_posterior(
     bags: Any,
     train_ids: Sequence[str],
     train_y: np.ndarray,
     *,
     surrogate: Any = None,
+    transfer: np.ndarray | None = None,
     maximize: bool = True,
     alpha: float = 0.1,
     embedding_dims: int = 0,
@@ -95,25 +100,37 @@ def build_posterior(
 ) -> tuple[PoolPosterior, Prediction | None]:
     """The calibrated posterior over the pool ``bags`` and the surrogate's own pool prediction.
 
-    Two candidate posteriors are fitted and compared out of fold: ``gp`` (composition GP,
-    constant mean) and, when a surrogate is given, ``mil`` (the same GP with the MIL ensemble's
-    median as prior mean, its out-of-fold median at the training points, plus
-    ``embedding_dims`` principal components of its bag embedding in the kernel). ``model="auto"``
-    keeps the one with the lower K-fold cross-validated squared error of the mean, and the GP
-    on ties or when the MIL variant cannot be scored, so it never picks a model that scores
-    worse than the GP; ``"gp"`` or ``"mil"`` pins one. The choice and both scores are in
-    ``posterior.choice``.
+    Candidate posteriors, compared out of fold:
+
+    - ``gp``: composition GP, constant mean;
+    - ``mil`` (when a surrogate is given): the same GP with the MIL ensemble's median as prior
+      mean (its out-of-fold median at the training points), plus ``embedding_dims`` principal
+      components of its bag embedding in the kernel;
+    - ``transfer`` (when prior tables are given): the same GP with the prior tables' GP mean as
+      prior mean (stacked residual GP, :mod:`activemil.acquisition.transfer`).
+
+    ``model="auto"`` keeps the one with the lowest K-fold cross-validated squared error of the
+    mean on the campaign's own measurements, and the GP on ties or when a variant cannot be
+    scored, so it never picks a model that scores worse than the GP; a name of
+    :data:`POSTERIOR_MODELS` pins one. The choice and every score are in ``posterior.choice``.
 
     Args:
         bags: the whole pool (a ``BagSet``; composition fractions are its first side columns).
         train_ids, train_y: measured ids (all in ``bags``) and values ``[n]`` (target units).
-        surrogate: a fitted MIL-type surrogate, or ``None`` for the composition GP alone.
+        surrogate: a fitted MIL-type surrogate, or ``None``.
+        transfer: ``[N]`` the prior GP's mean over the pool rows of ``bags`` in the priors'
+            standardised, oriented units (:func:`~activemil.acquisition.transfer.prior_mean`),
+            or ``None``.
         embedding_dims, prior_in_kernel, kernel: options of :func:`fit_pool_posterior`.
     """
     from activemil.surrogates.base import composition_columns
 
-    if model not in ("auto", "gp", "mil"):
-        raise InputError(f"Unknown posterior model {model!r}; use auto, gp or mil.")
+    if model != "auto" and model not in POSTERIOR_MODELS:
+        raise InputError(f"Unknown posterior model {model!r}; use auto, "
+                         f"{', '.join(POSTERIOR_MODELS)}.")
+    if model == "transfer" and transfer is None:
+        raise InputError("The transfer posterior needs prior tables; create the campaign with "
+                         "--prior FILE --prior-target COLUMN, or pin another model.")
     index = {c: i for i, c in enumerate(bags.ids)}
     missing = [c for c in train_ids if c not in index]
     if missing:
@@ -125,9 +142,10 @@ def build_posterior(
     common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel}
     fits: dict[str, PoolPosterior] = {}
     pred = None
-    if model in ("auto", "gp") or surrogate is None:
+    wanted = POSTERIOR_MODELS if model == "auto" else (model,)
+    if "gp" in wanted or (surrogate is None and transfer is None):
         fits["gp"] = fit_pool_posterior(comp, tuple(bags.ids), train_rows, y, **common)
-    if surrogate is not None and model in ("auto", "mil"):
+    if surrogate is not None and "mil" in wanted:
         pred = surrogate.predict(bags)
         oof = getattr(surrogate, "oof_median", None)
         fits["mil"] = fit_pool_posterior(
@@ -135,12 +153,25 @@ def build_posterior(
             prior_train=None if oof is None or len(oof) != len(train_ids) else oof,
             embedding=pred.embedding, embedding_dims=embedding_dims,
             prior_in_kernel=prior_in_kernel, **common)
+        fits["mil"].prior_source = "MIL median"
+    if transfer is not None and "transfer" in wanted:
+        tz = np.asarray(transfer, dtype=np.float64).reshape(-1)
+        if tz.shape != (len(bags.ids),) or not np.isfinite(tz).all():
+            raise InputError("The prior tables' mean must be one finite value per pool row.")
+        sign = 1.0 if maximize else -1.0
+        fits["transfer"] = fit_pool_posterior(  # in target units: y = m + sign * s * z
+            comp, tuple(bags.ids), train_rows, y,
+            prior_median=float(y.mean()) + sign * (float(y.std()) or 1.0) * tz, **common)
+        fits["transfer"].prior_source = "prior tables' GP mean"
     scores = {k: p.cv_mse for k, p in fits.items()}
-    if len(fits) == 1:
-        chosen = next(iter(fits))
-    else:
-        m, g = scores["mil"], scores["gp"]
-        chosen = "mil" if np.isfinite(m) and np.isfinite(g) and m < g else "gp"
+    chosen = next(iter(fits))
+    if len(fits) > 1:
+        g = scores.get("gp", float("nan"))
+        chosen = "gp"
+        if np.isfinite(g):
+            best = min((v, k) for k, v in scores.items() if np.isfinite(v))
+            if best[0] < g:
+                chosen = best[1]
     post = fits[chosen]
     post.choice = {"model": chosen, "pinned": model != "auto",
                    "cv_mse": {k: (None if not np.isfinite(v) else round(float(v), 6))
@@ -246,7 +277,8 @@ def propose_from_posterior(
     df = pd.DataFrame(data, columns=list(COLUMNS))
     notes.append(
         f"posterior: GP on composition{f' + {post.n_embedding}-d MIL embedding' if post.n_embedding else ''}"
-        f"{' with the MIL median as prior mean' if post.prior else ''}, {len(post.train_Y)} "
+        f"{f' with the {post.prior_source} as prior mean' if post.prior else ''}, "
+        f"{len(post.train_Y)} "
         f"measurements, calibration scale x{post.scale:.2f} (cross-validated coverage "
         f"{post.cv_coverage:.0%} at {1 - post.alpha:.0%})"
     )
@@ -263,6 +295,7 @@ def propose_batch(
     policy: str,
     *,
     surrogate: Any = None,
+    transfer: np.ndarray | None = None,
     maximize: bool = True,
     exclude: Iterable[str] = (),
     pending: Iterable[str] = (),
@@ -273,7 +306,8 @@ def propose_batch(
     """Fit the pool posterior on the measurements and propose ``q`` jointly chosen candidates.
 
     ``surrogate`` (a fitted MIL ensemble, or ``None`` for a composition GP) supplies the prior
-    mean, the embedding and the attention shown in ``top_sites``. Measured ids are always
+    mean, the embedding and the attention shown in ``top_sites``; ``transfer`` (the prior
+    tables' GP mean over the pool) adds the transfer posterior to the model choice. Measured ids are always
     excluded. Returns ``(table, posterior, surrogate's pool prediction or None)``; the table is
     as :func:`propose_from_posterior`'s.
     """
@@ -281,7 +315,8 @@ def propose_batch(
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
     model = str(policy_kw.pop("model", "auto"))
     kernel = str(policy_kw.pop("kernel", "rbf"))
-    post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate, maximize=maximize,
+    post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
+                                 transfer=transfer, maximize=maximize,
                                  alpha=alpha, embedding_dims=dims, model=model, kernel=kernel,
                                  seed=seed)
     t1 = time.perf_counter()

@@ -7,6 +7,7 @@ Layout::
     DIR/events.jsonl       append-only event log, the single source of truth
     DIR/candidates.csv     optional candidate list (id + one fraction column per element) that
                            replaces the design-space grid as the pool (e.g. a measured plate)
+    DIR/priors/*.csv       byte copies of the prior tables (``init --prior``; never measurements)
     DIR/batches/<b>.csv    lab sheets written by ``propose`` (re-creatable from the log)
     DIR/derived/           features and fitted models; safe to delete
     DIR/.lock              lock file serialising writers
@@ -35,6 +36,7 @@ from activemil.campaigns.config import (
     migrate,
 )
 from activemil.campaigns.events import VIAS, Event, validate_record
+from activemil.campaigns.priors import PRIORS_DIR, PriorTable, load_stored, stored_name
 from activemil.campaigns.store import (
     FileLock,
     LogScan,
@@ -267,11 +269,14 @@ class Campaign:
         surrogate: Mapping | None = None,
         acquisition: Mapping | None = None,
         candidates: CandidatePool | None = None,
+        priors: Sequence[PriorTable] = (),
     ) -> Campaign:
         """Create a campaign directory (new or empty) and return it.
 
         ``candidates`` (a pool over ``space.elements``) is written to ``candidates.csv`` and
         becomes the campaign's pool instead of the enumerated grid (see :meth:`pool`).
+        ``priors`` (validated tables, :func:`~activemil.campaigns.priors.read_priors`) are copied
+        byte for byte under ``priors/`` and recorded with their hashes (see :meth:`priors`).
         ``campaign.json`` is written last, so a directory interrupted during creation has no
         config and can simply be initialised again.
         """
@@ -288,7 +293,7 @@ class Campaign:
                     f"{path} already holds a campaign; open it, or choose a new directory."
                 )
             leftovers = set(os.listdir(path)) - {EVENTS_FILE, ".gitignore", LOCK_FILE,
-                                                 CANDIDATES_FILE}
+                                                 CANDIDATES_FILE, PRIORS_DIR}
             events = path / EVENTS_FILE
             if leftovers or (events.exists() and events.stat().st_size > 0):
                 raise StateError(
@@ -315,6 +320,7 @@ class Campaign:
             "featurize": dict(featurize or {}),
             "surrogate": dict(surrogate or {}),
             "acquisition": dict(acquisition or {}),
+            "priors": [t.record(stored_name(i, t)) for i, t in enumerate(priors)],
         }  # every other default comes from activemil.campaigns.config
         config = load_config(raw, "The campaign settings", error=InputError)
         if not path.exists():
@@ -327,6 +333,10 @@ class Campaign:
             if candidates is not None:
                 atomic_write(path / CANDIDATES_FILE,
                              candidates.to_frame().to_csv(index=False).encode("utf-8"))
+            if priors:
+                (path / PRIORS_DIR).mkdir(exist_ok=True)
+                for i, t in enumerate(priors):
+                    atomic_write(path / stored_name(i, t), t.content)
             atomic_write(path / CONFIG_FILE, _json_bytes(config.to_json()))
         return cls(path, config)
 
@@ -455,6 +465,11 @@ class Campaign:
             raise StateError(f"{path} is not a valid candidate list ({exc})") from None
         self._pool = pool
         return pool
+
+    # ------------------------------------------------------------------ priors
+    def priors(self) -> list[PriorTable]:
+        """The campaign's prior tables, each checked against its recorded SHA-256."""
+        return [load_stored(self.path, p.model_dump()) for p in self.cfg.priors]
 
     # ------------------------------------------------------------------ log
     @contextmanager

@@ -10,6 +10,8 @@ Schema history (:data:`MIGRATIONS` upgrades step by step, idempotently):
 * 1: activemil 0.1.0; ``ingest`` holds ``max_abs_value`` and ``composition_tolerance``.
 * 2: ``ingest`` gains ``outlier_factor`` (refuse values that far off the campaign's own scale)
   and ``max_rows`` (the stated size limit of one ingested file); every section is written in full.
+* 3: ``priors``, the related measured tables the model learns from (``activemil init --prior``);
+  empty for older campaigns.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _light_module(name: str) -> ModuleType:
 
 POLICIES: tuple[str, ...] = _light_module("activemil.acquisition.names").POLICIES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CONFIG_FILE = "campaign.json"
 
 DEFAULT_MIN_TRAIN = 8
@@ -134,6 +136,25 @@ class IngestConfig(_Section):
     max_rows: int = Field(default=DEFAULT_MAX_ROWS, ge=1)
 
 
+class PriorConfig(_Section):
+    """One prior table: its stored copy (relative to the campaign), where it came from, its value
+    column, the SHA-256 of its bytes, its rows and elements (see ``campaigns.priors``)."""
+
+    file: str = Field(min_length=1)
+    source: str = ""
+    target: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    rows: int = Field(ge=2)
+    elements: list[str] = Field(min_length=1)
+
+    @field_validator("file")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if v.startswith("/") or ".." in Path(v).parts:
+            raise ValueError("must be a path inside the campaign directory")
+        return v
+
+
 class CampaignConfig(BaseModel):
     """The whole ``campaign.json``. Unknown top-level keys are kept (for newer tools)."""
 
@@ -150,6 +171,7 @@ class CampaignConfig(BaseModel):
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    priors: list[PriorConfig] = Field(default_factory=list)
 
     @field_validator("space")
     @classmethod
@@ -177,8 +199,13 @@ def _v1_to_v2(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _v2_to_v3(cfg: dict[str, Any]) -> dict[str, Any]:
+    cfg.setdefault("priors", [])
+    return cfg
+
+
 #: version -> step that upgrades a config of that version by one
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(cfg: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -357,9 +357,10 @@ def _model_batch(
     say(f"Fitting the calibrated posterior and choosing {q} candidates with {policy} ...")
     exclude = tuple(sorted(set(state.closed_ids) | set(extra)))
     pending = tuple(state.in_flight_ids)
+    transfer = prior_column(campaign, full, say)
     picked, post, pred = propose_batch(
         bags, list(obs["id"]), obs["value"].to_numpy(dtype=float), q, policy,
-        surrogate=model, maximize=campaign.maximize, exclude=exclude, pending=pending,
+        surrogate=model, transfer=transfer, maximize=campaign.maximize, exclude=exclude, pending=pending,
         seed=seed, alpha=alpha, **dict(campaign.setting("acquisition", "settings", {})),
     )
     picked = picked.reset_index(drop=True)
@@ -381,6 +382,42 @@ def _model_batch(
         })
     notes = [str(n) for n in picked.attrs.get("notes", []) or []]
     return pd.DataFrame(out), notes, posterior_prediction(post, pred, np.asarray(bags.strata))
+
+
+def prior_column(campaign: Campaign, pool: CandidatePool,
+                 say: Callable[[str], None] = lambda _msg: None) -> np.ndarray | None:
+    """The prior tables' GP mean over ``pool`` (standardised, oriented), or ``None`` without
+    priors. Cached under ``derived/features`` by the content of the priors and the pool, so it
+    is fitted once per campaign (and once per backtest sweep, whose campaigns share the cache).
+    """
+    tables = campaign.priors()
+    if not tables:
+        return None
+    from activemil.acquisition.transfer import MAX_PRIOR_ROWS, PriorData, prior_mean
+
+    key = hashlib.sha256(json.dumps(
+        {"v": 1, "priors": [t.sha256 for t in tables], "targets": [t.target for t in tables],
+         "elements": list(pool.elements), "maximize": campaign.maximize, "cap": MAX_PRIOR_ROWS,
+         "pool": hashlib.sha256("\n".join(pool.ids).encode()).hexdigest()},
+        sort_keys=True).encode()).hexdigest()[:16]
+    path = campaign.derived_dir / "features" / f"prior-mean-{key}.npy"
+    if path.exists():
+        try:
+            z = np.load(path)
+            if z.shape == (len(pool),) and np.isfinite(z).all():
+                return z
+        except (OSError, ValueError):
+            pass  # a broken cache entry is recomputed
+    say(f"Fitting the prior GP on {sum(t.rows for t in tables):,} prior rows ...")
+    data = PriorData.from_tables([(t.name, t.elements, t.fractions, t.values) for t in tables])
+    z, _ = prior_mean(data, pool.elements, pool.fractions, maximize=campaign.maximize)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, z)
+    atomic_write(path, buf.getvalue())
+    return z
 
 
 def _load_model(make_surrogate: Callable, kind: str, settings: dict, model_dir: Path):

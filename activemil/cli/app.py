@@ -217,6 +217,15 @@ def init(
         None, "--candidates", help="CSV of candidate compositions (one fraction column per "
         "element): the pool is these rows instead of the grid (e.g. a synthesised plate)."
     ),
+    prior: list[Path] = typer.Option(
+        None, "--prior", help="A related measured table (CSV, one fraction column per element, "
+        "other elements allowed) the model learns from; never a campaign measurement. Repeat "
+        "for several."
+    ),
+    prior_target: list[str] = typer.Option(
+        None, "--prior-target", help="Value column of the --prior table(s): one for all, or one "
+        "per --prior in order. Same property and direction as --target; units may differ."
+    ),
 ) -> None:
     """Create a campaign directory (campaign.json + an empty event log).
 
@@ -224,8 +233,12 @@ def init(
 
         activemil init my-campaign --elements Ni,Fe,Co,Mn,Cr --step 0.05 --max-elements 5 \\
             --recipe fcc111 --target overpotential --minimize --unit mV
+
+        activemil init plate-b --elements Ni,Fe,Co,Ta,Mn,Cu --step 0.1 --recipe oxide \
+            --target overpotential_V --minimize --prior plate-a.csv --prior-target overpotential_V
     """
     from activemil.campaigns import POLICIES, Campaign
+    from activemil.campaigns.priors import read_priors
     from activemil.space import DesignSpace
     from activemil.structures import available_recipes
 
@@ -281,6 +294,7 @@ def init(
         )
     if pool is None:
         space.check_size(n)  # refuses only spaces whose enumeration would not fit in memory
+    priors = read_priors(prior or [], prior_target or [])
     camp = Campaign.create(
         directory, space, target=target, maximize=maximize, unit=unit, recipe=recipe,
         encoder=encoder, encoder_settings=encoder_settings,
@@ -289,7 +303,7 @@ def init(
             ("kind", surrogate), ("min_train", min_train),
             ("settings", _options(surrogate_options, "--surrogate-options"))) if v is not None},
         acquisition={"policy": acquisition} if acquisition is not None else {},
-        candidates=pool,
+        candidates=pool, priors=priors,
     )
     con = _console()
     direction = "maximize" if maximize else "minimize"
@@ -299,6 +313,9 @@ def init(
         f"{','.join(space.elements)} {where}; {direction} {_esc(target)}"
         f"{f' ({_esc(camp.unit)})' if camp.unit else ''}, recipe {recipe}, encoder {encoder}."
     )
+    for t in priors:
+        con.print(f"Prior: {_esc(t.source)} ({t.rows:,} rows of {','.join(t.elements)}, "
+                  f"{_esc(t.target)}; sha256 {t.sha256[:12]}), learned from, never a measurement.")
     con.print(f"Next: activemil propose {directory} --budget 8", markup=False)
 
 
@@ -701,11 +718,21 @@ def simulate(
     ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster "
                                     "(host:port, ray://host:port or auto; default RAY_ADDRESS); "
                                     "implies --engine ray."),
+    prior: list[Path] = typer.Option(
+        None, "--prior", help="A related measured table (other elements allowed) for the "
+        "+prior strategies (mil-kg+prior, gp-ei+prior = multi-task GP, baybe+prior = BayBE "
+        "TaskParameter). Repeat for several."),
+    prior_target: list[str] = typer.Option(
+        None, "--prior-target", help="Value column of the --prior table(s): one for all, or one "
+        "per --prior in order."),
 ) -> None:
     """Backtest strategies on a table, a bundled dataset or a physics simulator.
 
     Example: activemil simulate --dataset agirpdptru-orr --budget 8 --rounds 5 --seeds 2 --fast
     -o out/quickstart
+
+    Transfer: activemil simulate --dataset oer-plate-3851 --prior plate_3496.csv --prior-target
+    overpotential_V --strategy mil-kg+prior,mil-kg,gp-ei+prior,baybe+prior --fast
     """
     from activemil.simulate import FAST_SURROGATE_SETTINGS, Scenario
     from activemil.simulate import simulate as run
@@ -731,6 +758,12 @@ def simulate(
         scenario = Scenario.from_oracle(oracle, pool, recipe=recipe or "auto",
                                         progress=sys.stderr.isatty())
     names = [x.strip() for x in strategy.split(",") if x.strip()]
+    if prior:
+        from activemil.campaigns.priors import read_priors
+
+        scenario = scenario.with_priors(read_priors(prior, prior_target or []))
+    elif prior_target:
+        raise InputError("--prior-target was given without --prior; pass --prior FILE too.")
     err = _console(stderr=True)
     err.print(f"Simulating {', '.join(names)} on {scenario.name} ({len(scenario.pool):,} "
               f"candidates): {seeds} seeds x {rounds} rounds x {budget} ...", markup=False)

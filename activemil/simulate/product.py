@@ -79,6 +79,7 @@ class CampaignStrategy:
         policy_kw: the campaign's acquisition settings (``propose_batch`` keywords).
         coverage: pass the campaign's pool prediction to the runner for coverage scoring.
         setup: see :class:`CampaignSetup` (the runner fills it in with :meth:`configure`).
+        use_prior: create the campaign with the scenario's prior tables (``init --prior``).
     """
 
     needs_features = False  # the campaign featurizes (from the shared cache) by itself
@@ -92,8 +93,10 @@ class CampaignStrategy:
         policy_kw: Mapping[str, Any] | None = None,
         coverage: bool = True,
         setup: CampaignSetup | None = None,
+        use_prior: bool = False,
     ) -> None:
         self.name, self.kind, self.policy = name, kind, policy
+        self.use_prior = use_prior
         self.settings = dict(settings or {})
         self.policy_kw = dict(policy_kw or {})
         self.coverage = coverage
@@ -102,11 +105,14 @@ class CampaignStrategy:
     def configure(self, setup: CampaignSetup) -> CampaignStrategy:
         """A copy of this strategy that builds its campaigns with ``setup``."""
         return CampaignStrategy(self.name, self.kind, self.policy, self.settings,
-                                self.policy_kw, self.coverage, setup)
+                                self.policy_kw, self.coverage, setup, self.use_prior)
 
     def start(self, scenario: Scenario, seed: int) -> CampaignSession:
         """Create the campaign of one backtest (strategy, ``seed``) on ``scenario``'s pool."""
         setup = self.setup
+        if self.use_prior and not scenario.priors:
+            raise InputError(f"Strategy {self.name} needs prior tables; pass --prior FILE "
+                             "--prior-target COLUMN.")
         if setup.root is not None:
             directory = Path(setup.root) / self.name / f"seed-{seed}"
             if directory.exists():
@@ -149,7 +155,7 @@ class CampaignSession:
             maximize=scenario.maximize, recipe=setup.recipe, encoder=setup.encoder,
             featurize=dict(setup.featurize), surrogate=surrogate,
             acquisition={"policy": strategy.policy, "settings": strategy.policy_kw},
-            candidates=self.pool,
+            candidates=self.pool, priors=scenario.priors if strategy.use_prior else (),
         )
         if setup.features_dir is not None:
             self.campaign.derived_dir.mkdir(parents=True, exist_ok=True)

@@ -391,15 +391,19 @@ def simulate(
             f"--budget {budget}; lower them or use a larger table."
         )
     strategies = list(strategies)
-    if "baybe" in strategies:
+    if any(s in ("baybe", "baybe+prior") for s in strategies):
         from activemil.simulate.peers import baybe_available, say_baybe_missing
 
         if not baybe_available():
             say_baybe_missing()
-            strategies = [s for s in strategies if s != "baybe"]
+            strategies = [s for s in strategies if s not in ("baybe", "baybe+prior")]
     strategy_objs = [make_strategy(s, surrogate_settings, policy_kw, coverage)
                      if isinstance(s, str) else s for s in strategies]
     names = [s.name for s in strategy_objs]
+    needs_prior = [n for n in names if n.endswith("+prior")]
+    if needs_prior and not scenario.priors:
+        raise InputError(f"Strategy {needs_prior[0]} needs prior tables; pass --prior FILE "
+                         "--prior-target COLUMN.")
     if len(set(names)) != len(names):
         raise InputError(f"Strategy list {','.join(names)} repeats a strategy; list each once.")
     if not strategy_objs:
@@ -483,6 +487,7 @@ def simulate(
             Path(outdir), records, summary, timings, scenario,
             settings={
                 "scenario": scenario.name, "notes": list(scenario.notes),
+                "priors": [t.record(t.source) for t in scenario.priors],
                 "recipe": scenario.recipe, "encoder": encoder if bags is not None or setup is not None else None,
                 "strategies": names, "seeds": seed_list, "rounds": rounds, "budget": budget,
                 "n_init": n_init, "alpha": alpha, "feature_seed": feature_seed,

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from activemil.campaigns.priors import PriorTable
 from activemil.data import DATASETS, data_path
 from activemil.errors import InputError
 from activemil.simulate.oracle import Oracle, TableOracle
 from activemil.space import (
     CandidatePool,
-    parse_compositions,
+    measured_table,
     read_csv_file,
-    sheet_row,
-    validate_elements,
 )
 
 #: default featurization recipe of the bundled datasets ("composition" = composition-only bags)
@@ -52,6 +51,8 @@ class Scenario:
         recipe: featurization recipe (``"fcc111"``, ``"oxide"``, ... or ``"composition"`` for
             composition-only bags).
         notes: provenance lines written to the outputs.
+        priors: related measured tables (:class:`~activemil.campaigns.priors.PriorTable`) for
+            the ``+prior`` strategies; never labels of the pool.
     """
 
     name: str
@@ -62,6 +63,7 @@ class Scenario:
     direction: str
     recipe: str = "composition"
     notes: tuple[str, ...] = field(default=())
+    priors: tuple[PriorTable, ...] = field(default=())
 
     def __post_init__(self) -> None:
         ref = np.asarray(self.reference, dtype=np.float64)
@@ -87,6 +89,27 @@ class Scenario:
     def maximize(self) -> bool:
         return self.direction == "maximize"
 
+    def with_priors(self, priors: Sequence[PriorTable]) -> Scenario:
+        """This scenario with prior tables for the ``+prior`` strategies.
+
+        A prior that holds the pool's own table (same elements and every pool composition with
+        the same values) would leak the answer; it is refused.
+        """
+        import dataclasses
+
+        for t in priors:
+            if tuple(t.elements) == tuple(self.pool.elements) and t.rows == len(self.pool):
+                keys = {tuple(np.round(f, 6)): v for f, v in zip(t.fractions, t.values)}
+                same = [keys.get(tuple(np.round(f, 6))) for f in self.pool.fractions]
+                if all(v is not None and abs(v - r) <= 1e-12 * max(1.0, abs(r))
+                       for v, r in zip(same, self.reference)):
+                    raise InputError(
+                        f"The prior {t.source} is the simulated table itself, so it would leak "
+                        "every answer; pass a related table instead.")
+        notes = tuple(f"prior {t.source}: {t.rows} rows of {','.join(t.elements)}, target "
+                      f"{t.target}, sha256 {t.sha256[:12]}" for t in priors)
+        return dataclasses.replace(self, priors=tuple(priors), notes=self.notes + notes)
+
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_table(
@@ -106,32 +129,9 @@ class Scenario:
         are refused (average replicates first). ``recipe="auto"`` picks ``fcc111`` when all
         elements are d-block metals, otherwise composition-only bags.
         """
-        if target not in df.columns:
-            raise InputError(
-                f"{source} has no column {target!r}; pass --target with one of "
-                f"{', '.join(map(str, df.columns))}."
-            )
         if direction not in ("maximize", "minimize"):
             raise InputError(f"Direction {direction!r} must be 'maximize' or 'minimize'.")
-        if elements is None:
-            from ase.data import chemical_symbols
-
-            elements = [str(c) for c in df.columns if str(c) in chemical_symbols[1:]]
-            if not elements:
-                raise InputError(
-                    f"{source} has no element columns; add one column per element (e.g. Ni, Fe) "
-                    "holding atomic fractions."
-                )
-        elements = validate_elements(elements)
-        y = pd.to_numeric(df[target], errors="coerce").to_numpy(np.float64)
-        bad = np.where(~np.isfinite(y))[0]
-        if len(bad):
-            raise InputError(
-                f"{source} row {sheet_row(int(bad[0]))}, column {target}: "
-                f"{df[target].iloc[bad[0]]!r} is not a finite number ({len(bad)} such rows); "
-                "fill in or drop those rows."
-            )
-        fractions = parse_compositions(df, elements, source=source)
+        elements, fractions, y = measured_table(df, target, elements=elements, source=source)
         pool = CandidatePool(elements, fractions)
         if recipe == "auto":
             recipe = "fcc111" if set(elements) <= _D_METALS else "composition"

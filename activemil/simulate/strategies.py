@@ -130,8 +130,18 @@ def make_strategy(
     (e.g. ``mean-ucb``, ``gp-thompson``), which runs a temporary campaign with that surrogate
     kind and acquisition policy. ``settings`` go to the campaign's surrogate; a dict keyed by
     surrogate kind (``{"mil": {...}, "gp": {...}}``) gives per-kind settings. ``policy_kw``
-    become the campaign's acquisition settings."""
+    become the campaign's acquisition settings.
+
+    A ``+prior`` suffix (``mil-kg+prior``, ``gp-ei+prior``, ``baybe+prior``) gives the strategy
+    the scenario's prior tables: the campaign is created with them (transfer posterior), GP-EI
+    becomes BoTorch's multi-task GP and BayBE uses a ``TaskParameter``."""
     name = name.strip()
+    base, plus, suffix = name.partition("+")
+    use_prior = bool(plus)
+    if use_prior and suffix != "prior":
+        raise InputError(f"Unknown strategy suffix in {name!r}; the only suffix is +prior.")
+    if use_prior:
+        name = base
     if name in STRATEGIES:
         kind, policy = STRATEGIES[name]
     else:
@@ -144,13 +154,16 @@ def make_strategy(
             )
     if kind is None:
         if policy == "random":
+            if use_prior:
+                raise InputError("random+prior is not a strategy: random picks ignore priors.")
             return RandomStrategy()
         from activemil.simulate.peers import BayBEStrategy, GPEIStrategy
 
-        return GPEIStrategy() if policy == "gp-ei" else BayBEStrategy()
+        return GPEIStrategy(use_prior) if policy == "gp-ei" else BayBEStrategy(use_prior)
     from activemil.simulate.product import CampaignStrategy
 
     settings = dict(settings or {})
     if any(k in _KINDS for k in settings):  # per-kind settings: {"mil": {...}, "gp": {...}}
         settings = dict(settings.get(kind, {}) or {})
-    return CampaignStrategy(name, kind, policy, settings, policy_kw, coverage)
+    return CampaignStrategy(name + ("+prior" if use_prior else ""), kind, policy, settings,
+                            policy_kw, coverage, use_prior=use_prior)

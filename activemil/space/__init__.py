@@ -10,6 +10,8 @@ from activemil.space.design import (
 )
 from activemil.space.parse import (
     SUM_TOLERANCE,
+    element_columns,
+    measured_table,
     parse_composition_table,
     parse_compositions,
     parse_formula,
@@ -23,6 +25,8 @@ __all__ = [
     "CandidatePool",
     "DesignSpace",
     "candidate_id",
+    "element_columns",
+    "measured_table",
     "parse_candidate_id",
     "parse_composition_table",
     "parse_compositions",

@@ -22,8 +22,8 @@ def read_csv_file(path: str | Path, flag: str) -> pd.DataFrame:
     """Read a composition table from CSV, or one sentence naming the file and the ``flag``."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{'Data' if flag == '--data' else 'Candidate'} file {path} does not "
-                         f"exist; check the {flag} path.")
+        what = {"--data": "Data", "--prior": "Prior"}.get(flag, "Candidate")
+        raise InputError(f"{what} file {path} does not exist; check the {flag} path.")
     try:
         return pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed files
@@ -163,3 +163,57 @@ def parse_compositions(
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise InputError(problems[0] + more)
     return fractions
+
+
+def element_columns(df: pd.DataFrame) -> tuple[str, ...]:
+    """The columns of ``df`` that are element symbols, in column order."""
+    from ase.data import chemical_symbols
+
+    symbols = set(chemical_symbols[1:])
+    return tuple(str(c) for c in df.columns if str(c) in symbols)
+
+
+def measured_table(
+    df: pd.DataFrame,
+    target: str,
+    *,
+    elements: Sequence[str] | None = None,
+    source: str = "table",
+    flag: str = "--target",
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """A measured table: one column per element (fractions) and a numeric ``target`` column.
+
+    ``elements=None`` takes every column that is an element symbol. Every problem is one
+    sentence naming ``source``, the row and column and the fix (``flag`` names the option that
+    chose the target column).
+
+    Returns:
+        ``(elements, fractions float64 [N, E], values float64 [N])``.
+    """
+    from activemil.space.design import validate_elements
+
+    if target not in df.columns:
+        raise InputError(
+            f"{source} has no column {target!r}; pass {flag} with one of "
+            f"{', '.join(map(str, df.columns))}."
+        )
+    if elements is None:
+        elements = element_columns(df)
+        if not elements:
+            raise InputError(
+                f"{source} has no element columns; add one column per element (e.g. Ni, Fe) "
+                "holding atomic fractions."
+            )
+    elements = validate_elements(elements)
+    if len(df) == 0:
+        raise InputError(f"{source} has a header but no data rows; add measured rows.")
+    y = pd.to_numeric(df[target], errors="coerce").to_numpy(np.float64)
+    bad = np.where(~np.isfinite(y))[0]
+    if len(bad):
+        raise InputError(
+            f"{source} row {sheet_row(int(bad[0]))}, column {target}: "
+            f"{df[target].iloc[bad[0]]!r} is not a finite number ({len(bad)} such rows); "
+            "fill in or drop those rows."
+        )
+    fractions = parse_compositions(df, elements, source=source)
+    return elements, fractions, y
