@@ -63,7 +63,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="JSON acquisition settings of every campaign, e.g. "
                          "'{\"kg_candidates\": 500}' (default: the acquisition layer's)")
     ap.add_argument("--fast", action="store_true", help="small, fast surrogates")
+    ap.add_argument("--priors", default="",
+                    help="prior tables per table for the +prior strategies (issue 12), e.g. "
+                         "'oer-plate-3851=oer-plate-3496,oer-plate-3496=oer-plate-3851'")
     return ap.parse_args(argv)
+
+
+def prior_map(text: str) -> dict[str, list[str]]:
+    """``'a=b,c=d+e'`` -> ``{"a": ["b"], "c": ["d", "e"]}`` (bundled dataset names)."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        table, _, priors = part.partition("=")
+        out[table.strip()] = [p.strip() for p in priors.split("+") if p.strip()]
+    return out
 
 
 def evals_cell(values: list[float], cap: int) -> str:
@@ -131,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"),
             f"- machine: {machine()}",
             f"- command: `{command}`",
+            *([f"- prior tables (+prior strategies): {args.priors}"] if args.priors else []),
             (f"- {args.init} random initial rows (same for every strategy per seed), "
              f"{args.rounds} rounds of {args.budget}: at most {cap} evaluations; surrogates "
              f"{'fast' if args.fast else 'default'}; seeds {seeds[0]}..{seeds[-1]}"),
@@ -150,8 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text("\n".join(parts) + "\n")
         os.replace(tmp, out / "summary.md")
 
+    priors = prior_map(args.priors)
     for table in tables:
         sc = Scenario.from_dataset(table)
+        if priors.get(table):
+            from activemil.campaigns.priors import read_prior
+            from activemil.data import DATASETS, data_path
+
+            sc = sc.with_priors([read_prior(data_path(DATASETS[p][0]), DATASETS[p][1])
+                                 for p in priors[table]])
         tdir = out / table
         tdir.mkdir(exist_ok=True)
         rec_path, tim_path = tdir / "records.csv", tdir / "timings.csv"

@@ -30,8 +30,10 @@ from activemil.errors import InputError
 #: (1 thread), Spearman of the prior mean with the other plate's truth: 3496 -> 3851 with 400,
 #: 600, 800, 1,200 and all 2,121 rows 0.60, 0.60, 0.63, 0.58, 0.61 (2 s at 600, 89 s for all);
 #: 3851 -> 3496 0.69 (400), 0.70 (600). The peers' multi-task GPs cost far more per round with
-#: many prior rows (BayBE's recommend took 118-506 s with 1,000), so 600 it is.
-MAX_PRIOR_ROWS = 600
+#: many prior rows (BayBE's recommend took 118-506 s per round with 1,000 rows and 151-179 s
+#: with 600 on the loaded 2-core machine, BoTorch's MultiTaskGP + qLogEI 56-71 s with 600), so
+#: a 10-seed transfer benchmark needs 300.
+MAX_PRIOR_ROWS = 300
 
 
 @dataclass(frozen=True)

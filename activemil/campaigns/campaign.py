@@ -179,7 +179,7 @@ def fold(events: Sequence[Event], elements: Sequence[str]) -> CampaignState:
             b = batches.setdefault(
                 ev.batch or "?",
                 {"round": ev.round or 0, "time": ev.time, "policy": ev.get("policy"),
-                 "mode": ev.get("mode"), "ids": []},
+                 "mode": ev.get("mode"), "posterior": ev.get("posterior") or {}, "ids": []},
             )
             b["ids"].append(ev.candidate)
         elif ev.kind == "submitted":
@@ -471,6 +471,13 @@ class Campaign:
         """The campaign's prior tables, each checked against its recorded SHA-256."""
         return [load_stored(self.path, p.model_dump()) for p in self.cfg.priors]
 
+    def pool_size(self) -> int:
+        """Candidates in the pool: the rows of ``candidates.csv``, else the grid's count (the
+        grid is counted, not enumerated)."""
+        if (self.path / CANDIDATES_FILE).exists():
+            return len(self.pool())
+        return self.space.count()
+
     # ------------------------------------------------------------------ log
     @contextmanager
     def locked(self) -> Iterator[Campaign]:
@@ -710,7 +717,11 @@ class Campaign:
         return row
 
     def rounds(self, state: CampaignState | None = None) -> pd.DataFrame:
-        """One row per proposed batch with counts by current status and the batch's best."""
+        """One row per proposed batch with counts by current status and the batch's best.
+
+        ``model`` is the posterior the model choice picked for the batch (``gp``, ``mil``,
+        ``transfer``; empty for space-filling and random batches) and ``cv_mse`` every
+        variant's cross-validated score, as recorded in the ``proposed`` events."""
         state = state or self.state()
         rows = []
         for bid, b in state.batches.items():
@@ -725,9 +736,11 @@ class Campaign:
                 "measured": statuses.count("measured") + statuses.count("answered"),
                 "failed": statuses.count("failed"), "abandoned": statuses.count("abandoned"),
                 "best": best,
+                "model": str(b.get("posterior", {}).get("model") or ""),
+                "cv_mse": dict(b.get("posterior", {}).get("cv_mse") or {}),
             })
         cols = ["batch", "round", "proposed", "policy", "mode", "n", "in_flight", "measured",
-                "failed", "abandoned", "best"]
+                "failed", "abandoned", "best", "model", "cv_mse"]
         return pd.DataFrame(rows, columns=cols)
 
     def next_step(self, state: CampaignState | None = None) -> str:

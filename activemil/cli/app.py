@@ -518,21 +518,33 @@ def status(directory: Path = typer.Argument(..., help="Campaign directory.")) ->
     con.print(
         f"[bold]{_esc(camp.path.name)}[/]: {direction} {_esc(camp.target)}"
         f"{f' ({_esc(camp.unit)})' if camp.unit else ''} over {','.join(camp.elements)} "
-        f"({camp.space.count():,} compositions); {len(state.batches)} round(s), "
+        f"({camp.pool_size():,} compositions); {len(state.batches)} round(s), "
         f"{len(obs)} measured point(s), {len(state.in_flight_ids)} in flight."
     )
     rounds = camp.rounds(state)
     if len(rounds):
         t = Table(title="Rounds (open = in flight, done = measured)")
-        for c in ("batch", "date", "mode", "n", "open", "done", "fail", "aband", "best"):
+        for c in ("batch", "date", "mode", "model", "n", "open", "done", "fail", "aband",
+                  "best"):
             t.add_column(c, no_wrap=True)
         for _, r in rounds.iterrows():
             mode = r["policy"] if r["mode"] == "model" else r["mode"]
             mode = {"space-filling": "space-fill"}.get(mode, mode)
-            t.add_row(r["batch"], str(r["proposed"])[:10], str(mode),
+            t.add_row(r["batch"], str(r["proposed"])[:10], str(mode), str(r["model"]),
                       str(r["n"]), str(r["in_flight"]), str(r["measured"]), str(r["failed"]),
                       str(r["abandoned"]), _fmt(r["best"]))
         con.print(t)
+        last = rounds[rounds["model"] != ""].tail(1)
+        if len(last):
+            r = last.iloc[0]
+            scores = ", ".join(f"{k} {v:.3g}" for k, v in r["cv_mse"].items() if v is not None)
+            con.print(f"Model choice of {r['batch']}: {r['model']} (cross-validated MSE of the "
+                      f"mean on the campaign's measurements, standardised: {scores}).",
+                      markup=False)
+    for p in camp.cfg.priors:
+        con.print(f"Prior: {p.source or p.file} ({p.rows:,} rows of {','.join(p.elements)}, "
+                  f"{p.target}; sha256 {p.sha256[:12]}), learned from, never a measurement.",
+                  markup=False)
     flying = camp.in_flight(state)
     if len(flying):
         t = Table(title="In flight")

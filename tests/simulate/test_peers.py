@@ -96,3 +96,75 @@ def test_real_baybe_rounds(make_table) -> None:
     picked = [cid for p in rec["picked"] for cid in p.split(";")]
     assert len(set(picked)) == len(picked) and set(picked) <= set(sc.pool.ids)
     assert {"seconds_recommend", "seconds_add_measurements"} <= set(res.timings.columns)
+
+
+# ---------------------------------------------------------------------------- +prior peers
+def prior_scenario(make_table, tmp_path):
+    from activemil.campaigns.priors import read_prior
+
+    sc = Scenario.from_table(make_table(70), "activity", "maximize", name="t70")
+    other = make_table(70, seed=5).rename(columns={"Ru": "Rh"})  # another element set
+    other["activity"] = other["activity"] * 10.0 + 1.0  # other units, same landscape
+    path = tmp_path / "prior.csv"
+    other.to_csv(path, index=False)
+    return sc, read_prior(path, "activity")
+
+
+def test_prior_strategies_need_priors_and_refuse_the_table_itself(make_table, tmp_path) -> None:
+    from activemil.campaigns.priors import read_prior
+    from activemil.errors import InputError
+    from activemil.simulate import make_strategy
+
+    sc, _ = prior_scenario(make_table, tmp_path)
+    with pytest.raises(InputError, match="needs prior tables; pass --prior"):
+        simulate(sc, ["gp-ei+prior"], seeds=1, rounds=1, budget=2, plots=False)
+    with pytest.raises(InputError, match="only suffix is \\+prior"):
+        make_strategy("gp-ei+other")
+    with pytest.raises(InputError, match="random\\+prior is not a strategy"):
+        make_strategy("random+prior")
+    same = tmp_path / "same.csv"
+    make_table(70).to_csv(same, index=False)
+    with pytest.raises(InputError, match="would leak every answer"):
+        sc.with_priors([read_prior(same, "activity")])
+
+
+def test_gp_ei_prior_is_botorchs_multitask_gp_on_the_union(make_table, tmp_path) -> None:
+    from botorch.models import MultiTaskGP
+
+    from activemil.simulate.peers import mtgp_ei_acquisition, prior_data
+
+    sc, prior = prior_scenario(make_table, tmp_path)
+    sc = sc.with_priors([prior])
+    data = prior_data(sc, "gp-ei+prior")
+    assert data.union(sc.pool.elements) == ("Ag", "Pd", "Pt", "Ru", "Rh")
+    rows = np.arange(6)
+    acqf = mtgp_ei_acquisition(sc.pool.fractions[rows], sc.reference[rows], sc.pool.elements,
+                               data, True, 3)
+    assert isinstance(acqf.model, MultiTaskGP)
+    assert acqf.model.train_inputs[0].shape == (6 + 70, 6)  # union (5) + task column
+    res = simulate(sc, ["gp-ei+prior", "gp-ei"], seeds=1, rounds=2, budget=3, n_init=4,
+                   plots=False)
+    recs = res.records
+    assert set(recs["strategy"]) == {"gp-ei+prior", "gp-ei"}
+    again = simulate(sc, ["gp-ei+prior"], seeds=1, rounds=2, budget=3, n_init=4, plots=False)
+    a = recs[recs.strategy == "gp-ei+prior"]["picked"].tolist()
+    assert a == again.records["picked"].tolist()
+
+
+@pytest.mark.skipif("baybe" not in sys.modules and not __import__("importlib").util.find_spec(
+    "baybe"), reason="baybe is not installed (pip install 'activemil[peers]')")
+def test_baybe_prior_uses_a_task_parameter_with_the_campaign_task_active(make_table,
+                                                                        tmp_path) -> None:
+    from activemil.simulate.peers import BayBEStrategy
+
+    sc, prior = prior_scenario(make_table, tmp_path)
+    sc = sc.with_priors([prior])
+    session = BayBEStrategy(use_prior=True).start(sc, 0)
+    task = session.campaign.searchspace.discrete.get_parameters_by_name(["task"])[0]
+    assert task.active_values == ("campaign",) and "prior" in task.values
+    assert len(session.campaign.measurements) == 70  # the prior rows, in their own task
+    rows = np.arange(4)
+    ctx = StrategyContext(sc.pool, None, rows, sc.reference[rows], 1, True)
+    p = session.propose(ctx, 3, seed=0)
+    assert len(set(p.rows.tolist())) == 3 and not set(p.rows.tolist()) & set(rows.tolist())
+    assert len(session.campaign.measurements) == 74
