@@ -435,7 +435,8 @@ def simulate(
         "strategies": list(strategies), "setup": setup,
     }
     skip = {(str(a), int(b)) for a, b in skip}
-    tasks = [(i, s) for i in range(len(strategy_objs)) for s in seed_list
+    # seed-major: an interrupted or partial run holds every strategy for its first seeds
+    tasks = [(i, s) for s in seed_list for i in range(len(strategy_objs))
              if (names[i], s) not in skip]
     if not tasks:
         raise InputError("Every requested campaign is in skip; nothing to run.")
@@ -478,8 +479,9 @@ def simulate(
                     print(f"done {names[i]} seed {s}", flush=True)
     if tmp_features is not None:  # (also removed by its finalizer if a campaign failed)
         tmp_features.cleanup()
-    records = pd.DataFrame([r for t in tasks for r in results[t][0]])
-    timings = pd.DataFrame([r for t in tasks for r in results[t][1]])
+    order = sorted(tasks)  # outputs strategy-major, as listed
+    records = pd.DataFrame([r for t in order for r in results[t][0]])
+    timings = pd.DataFrame([r for t in order for r in results[t][1]])
     summary = summarize(records, scenario, budget=budget, n_init=n_init)
     paths: dict[str, Path] = {}
     if outdir is not None:
