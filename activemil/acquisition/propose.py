@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from activemil.acquisition import policies as P
-from activemil.acquisition.names import POLICIES
+from activemil.acquisition.names import POLICIES, POSTERIOR_MODELS
 from activemil.acquisition.posterior import PoolPosterior, fit_pool_posterior
 from activemil.errors import InputError
 from activemil.surrogates.prediction import ALPHAS, MEDIAN_INDEX, Prediction, interval_indices
@@ -77,10 +77,6 @@ def _rows(ids: Iterable[str], index: dict[str, int], what: str) -> tuple[np.ndar
         else:
             rows.append(r)
     return np.unique(np.asarray(rows, dtype=np.int64)), missing
-
-
-#: the posterior variants :func:`build_posterior` can fit (``auto`` chooses among them)
-POSTERIOR_MODELS: tuple[str, ...] = ("gp", "mil", "transfer")
 
 
 def build_posterior(

@@ -51,6 +51,8 @@ def _light_module(name: str) -> ModuleType:
 
 
 POLICIES: tuple[str, ...] = _light_module("activemil.acquisition.names").POLICIES
+#: posterior variants of the per-round model choice (``propose --model`` pins one)
+POSTERIOR_MODELS: tuple[str, ...] = _light_module("activemil.acquisition.names").POSTERIOR_MODELS
 
 SCHEMA_VERSION = 3
 CONFIG_FILE = "campaign.json"

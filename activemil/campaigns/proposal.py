@@ -111,6 +111,7 @@ def propose(
     alpha: float | None = None,
     seed: int = 0,
     surrogate: str | None = None,
+    model: str | None = None,
     progress: bool = False,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> ProposalResult:
@@ -120,12 +121,21 @@ def propose(
     batch is space-filling (greedy max-min over compositions, seeded). Otherwise the pool is
     featurized (cached under ``derived/features``), the surrogate is fitted (or reloaded from
     ``derived/models`` when the training data are unchanged) and ``propose_batch`` picks the
-    batch with measured ids excluded and in-flight ids pending.
+    batch with measured ids excluded and in-flight ids pending. ``model`` pins the posterior
+    variant (``gp``, ``mil``, ``transfer``; default: the campaign's ``acquisition.settings.model``,
+    else ``auto``, the per-round choice).
     """
     policy = (policy or campaign.setting("acquisition", "policy", "kg")).lower()
     alpha = float(alpha if alpha is not None else campaign.setting("acquisition", "alpha", 0.1))
     kind = surrogate or campaign.setting("surrogate", "kind", "mil")
     _check_args(campaign, budget, policy, alpha)
+    from activemil.campaigns.config import POSTERIOR_MODELS
+
+    if model is not None and model not in ("auto", *POSTERIOR_MODELS):
+        raise InputError(f"Unknown --model {model!r}; choose auto, {', '.join(POSTERIOR_MODELS)}.")
+    if model == "transfer" and not campaign.cfg.priors:
+        raise InputError("--model transfer needs prior tables, and this campaign has none; "
+                         "create a campaign with --prior FILE --prior-target COLUMN.")
 
     state = campaign.state()
     n_proposed_before = sum(e.kind == "proposed" for e in state.events)
@@ -174,7 +184,7 @@ def propose(
             notes.extend(more)
             say(f"Scoring {len(scored):,} generated candidates of {len(pool):,} ...")
         table, extra, pool_prediction = _model_batch(
-            campaign, state, scored, obs, q, policy, alpha, seed, kind, progress, say
+            campaign, state, scored, obs, q, policy, alpha, seed, kind, progress, say, model
         )
         notes.extend(extra)
 
@@ -348,6 +358,7 @@ def _model_batch(
     kind: str,
     progress: bool,
     say: Callable[[str], None],
+    model_pin: str | None = None,
 ) -> tuple[pd.DataFrame, list[str], object]:
     from activemil.acquisition import posterior_prediction, propose_batch
 
@@ -361,7 +372,8 @@ def _model_batch(
     picked, post, pred = propose_batch(
         bags, list(obs["id"]), obs["value"].to_numpy(dtype=float), q, policy,
         surrogate=model, transfer=transfer, maximize=campaign.maximize, exclude=exclude, pending=pending,
-        seed=seed, alpha=alpha, **dict(campaign.setting("acquisition", "settings", {})),
+        seed=seed, alpha=alpha, **{**dict(campaign.setting("acquisition", "settings", {})),
+                                   **({"model": model_pin} if model_pin else {})},
     )
     picked = picked.reset_index(drop=True)
     rows = np.array([index[i] for i in picked["id"]], dtype=np.int64)

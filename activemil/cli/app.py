@@ -350,6 +350,9 @@ def propose(
     alpha: float = typer.Option(None, "--alpha", help="Interval level: 0.05, 0.1 or 0.2."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     surrogate: str = typer.Option(None, "--surrogate", help="Surrogate kind (default: mil)."),
+    model: str = typer.Option(None, "--model", help="Pin the posterior: gp, mil or transfer "
+                              "(default auto: the variant with the lowest cross-validated "
+                              "error, never worse than gp)."),
     engine: str = typer.Option("local", "--engine", help="Pool featurization on local "
                                "processes or on ray (needs activemil[ray])."),
     ray_address: str = typer.Option(None, "--ray-address", help="Featurize on this Ray cluster "
@@ -372,7 +375,7 @@ def propose(
     with show_progress(sys.stderr.isatty()), use_engine(engine, ray_address):
         res = run(
             camp, budget, policy=acquisition, alpha=alpha, seed=seed, surrogate=surrogate,
-            progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
+            model=model, progress=sys.stderr.isatty(), say=lambda m: err.print(m, markup=False),
         )
     _notices(camp)
     from rich.table import Table

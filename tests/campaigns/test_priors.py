@@ -176,3 +176,20 @@ def test_prior_values_are_finite_numbers_or_one_sentence(tmp_path, values) -> No
         assert "\n" not in str(exc) and str(path) in str(exc)
     else:
         assert np.isfinite(t.values).all() and t.rows == n
+
+
+def test_the_user_can_pin_the_model_and_a_bad_pin_records_nothing(tmp_path) -> None:
+    t = read_prior(prior_csv(tmp_path / "p.csv"), "eta")
+    c = new_campaign(tmp_path, [t])
+    measure(c, tmp_path, seed=2)
+    res = propose(c, 3, seed=1, model="gp")
+    assert res.events[0].data["posterior"]["model"] == "gp"
+    assert res.events[0].data["posterior"]["pinned"] is True
+    plain = new_campaign(tmp_path, name="plain")
+    measure(plain, tmp_path, seed=2)
+    before = (plain.path / "events.jsonl").read_bytes()
+    with pytest.raises(InputError, match="needs prior tables"):
+        propose(plain, 3, model="transfer")
+    with pytest.raises(InputError, match="Unknown --model 'best'"):
+        propose(plain, 3, model="best")
+    assert (plain.path / "events.jsonl").read_bytes() == before
