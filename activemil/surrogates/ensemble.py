@@ -10,6 +10,7 @@ import numpy as np
 
 from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
+from activemil.featurize.sites import SiteSet
 from activemil.surrogates.base import Surrogate, check_training_data
 from activemil.surrogates.gp import GPSurrogate, HybridSurrogate
 from activemil.surrogates.mil import MILRegressor
@@ -88,11 +89,24 @@ class Ensemble(Surrogate):
         return {"kind": self.member_kind, "n_members": self.n_members, "seed": self.seed,
                 **self._settings}
 
-    def fit(self, bags: BagSet, y: np.ndarray, on_member: Callable[[], None] | None = None) -> Self:
-        """Fit every member; ``on_member()`` is called after each (progress)."""
+    def fit(
+        self, bags: BagSet, y: np.ndarray, on_member: Callable[[], None] | None = None,
+        sites: SiteSet | None = None,
+    ) -> Self:
+        """Fit every member; ``on_member()`` is called after each (progress). ``sites``: DFT
+        sites for MIL members (see :meth:`MILRegressor.fit`)."""
         y = check_training_data(bags, y, min_bags=2)
+        if sites is not None and not all(isinstance(m, MILRegressor) for m in self.members):
+            raise InputError(
+                f"Site data supervise a MIL instance head; kind {self.member_kind!r} has none, so "
+                "choose mil, conjunctive, mean or max (or drop the site data)."
+            )
         for m in self.members:
-            m.fit(bags, y)
+            if sites is not None:
+                assert isinstance(m, MILRegressor)
+                m.fit(bags, y, sites=sites)
+            else:
+                m.fit(bags, y)
             if on_member is not None:
                 on_member()
         self.n_train = len(y)
@@ -107,6 +121,13 @@ class Ensemble(Surrogate):
             if on_member is not None:
                 on_member()
         return combine_predictions(preds)
+
+    def predict_sites(self, sites: SiteSet) -> np.ndarray:
+        """Members' mean site-energy prediction ``[S]`` (eV)."""
+        self._check_fitted()
+        if not all(isinstance(m, MILRegressor) for m in self.members):
+            raise InputError(f"Kind {self.member_kind!r} has no site head; use a MIL kind.")
+        return np.mean([m.predict_sites(sites) for m in self.members], axis=0)  # type: ignore[union-attr]
 
     def _save(self, path: Path) -> dict:
         for i, m in enumerate(self.members):

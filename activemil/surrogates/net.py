@@ -37,6 +37,9 @@ class NetConfig:
         embed_dim: width ``d`` of the bag embedding returned by :meth:`MILQuantileNet.forward`.
         dropout: dropout on the instance representation during training.
         instance_head: add an auxiliary per-instance regression head (for per-site labels).
+        site_tasks: outputs of the standalone site-energy head (one per site task, e.g. *OH
+            on-top and *O fcc; 0 = no head): a linear map of the shared instance
+            representation ``h_k``, trained on DFT site files (two-fidelity training).
         input_clip: standardised features and side information are clipped to
             ``[-input_clip, input_clip]`` so a feature that was (nearly) constant in training
             cannot blow up on a new bag.
@@ -53,6 +56,7 @@ class NetConfig:
     embed_dim: int = 32
     dropout: float = 0.0
     instance_head: bool = False
+    site_tasks: int = 0
     input_clip: float = 10.0
 
     def to_dict(self) -> dict:
@@ -161,15 +165,22 @@ class MILQuantileNet(nn.Module):
             self.instance_value = nn.Linear(c.hidden, 1)  # f(h_k)
         if c.instance_head:
             self.aux_head = nn.Linear(c.hidden, 1)
+        if c.site_tasks > 0:
+            self.site_head = nn.Linear(c.hidden, c.site_tasks)
         self.register_buffer("x_mean", torch.zeros(c.in_dim))
         self.register_buffer("x_std", torch.ones(c.in_dim))
         self.register_buffer("s_mean", torch.zeros(max(c.side_dim, 1)))
         self.register_buffer("s_std", torch.ones(max(c.side_dim, 1)))
 
     @torch.no_grad()
-    def set_normalisation(self, x: Tensor, mask: Tensor, side: Tensor) -> None:
-        """Fit feature / side standardisation on training data (``x [B,K,D]``, ``side [B,S]``)."""
+    def set_normalisation(
+        self, x: Tensor, mask: Tensor, side: Tensor, extra: Tensor | None = None
+    ) -> None:
+        """Fit feature / side standardisation on training data (``x [B,K,D]``, ``side [B,S]``;
+        ``extra [N,D]``: more instance rows for the feature statistics, e.g. DFT sites)."""
         xs = x[mask]
+        if extra is not None and extra.shape[0] > 0:
+            xs = torch.cat([xs, extra.to(xs.dtype)])
         if xs.shape[0] > 0:
             self.x_mean.copy_(xs.mean(0))
             self.x_std.copy_(_std_with_floor(xs))
@@ -182,6 +193,12 @@ class MILQuantileNet(nn.Module):
         clipped, per-instance MLP, dropout): everything before pooling."""
         clip = self.config.input_clip
         return self.dropout(self.instance_mlp(((x - self.x_mean) / self.x_std).clamp(-clip, clip)))
+
+    def site_energies(self, x: Tensor, task: Tensor) -> Tensor:
+        """Site-head predictions ``[S]`` (standardised per task) for raw site features
+        ``x [S,D]`` and task indices ``task [S]`` (int64)."""
+        out = self.site_head(self.instance(x))  # [S, n_tasks]
+        return out.gather(1, task.unsqueeze(1)).squeeze(1)
 
     def instance_outputs(self, h: Tensor) -> dict[str, Tensor]:
         """Per-instance quantities of ``h [...,H]`` that pooling and the heads need: ``score``
