@@ -63,7 +63,9 @@ class TrainSettings:
     site_batch_size: int = 512
 
 
-_NET_FIELDS = {f.name for f in fields(NetConfig)} - {"in_dim", "side_dim", "pooling", "instance_head"}
+_NET_FIELDS = {f.name for f in fields(NetConfig)} - {
+    "in_dim", "side_dim", "pooling", "instance_head", "site_tasks", "site_task_kinds"
+}
 _TRAIN_FIELDS = {f.name for f in fields(TrainSettings)}
 MIL_SETTINGS: frozenset[str] = frozenset(_NET_FIELDS | _TRAIN_FIELDS)
 
@@ -252,6 +254,16 @@ class MILRegressor(Surrogate):
                 sd = float(sites.energy[sel].std()) if sel.sum() > 1 else 1.0
                 scales[k] = (mu, max(sd, 1e-6))
                 se_np[sel] = (sites.energy[sel] - scales[k, 0]) / scales[k, 1]
+            task_kinds = []
+            for k, name in enumerate(sites.tasks):
+                kinds_k = np.unique(sites.kind[sites.task == k])
+                if len(kinds_k) > 1:
+                    raise InputError(
+                        f"Site task {name!r} mixes site kinds "
+                        f"{', '.join(sites.site_kinds[i] for i in kinds_k)}; give each kind its "
+                        "own task (one site file per adsorbate and site kind)."
+                    )
+                task_kinds.append(int(kinds_k[0]) if len(kinds_k) else 0)
             self.site_tasks, self.site_scales = tuple(sites.tasks), scales
             self.site_fingerprint = sites.fingerprint()
             sx = torch.as_tensor(np.ascontiguousarray(sites.features), dtype=torch.float32)
@@ -265,6 +277,7 @@ class MILRegressor(Surrogate):
             pooling=self.pooling,
             instance_head=it is not None,
             site_tasks=len(self.site_tasks),
+            site_task_kinds=tuple(task_kinds) if sites is not None else (),
             **self._net_kw,
         )
         levels = torch.tensor(QUANTILE_LEVELS, dtype=torch.float32)

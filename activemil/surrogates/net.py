@@ -40,6 +40,12 @@ class NetConfig:
         site_tasks: outputs of the standalone site-energy head (one per site task, e.g. *OH
             on-top and *O fcc; 0 = no head): a linear map of the shared instance
             representation ``h_k``, trained on DFT site files (two-fidelity training).
+        site_task_kinds: site-kind index of each site task (its kind one-hot column in the
+            ``zones`` layout, whose first columns are the kind one-hot).
+        site_energy_input: feed the site head's predicted energies back into the instance
+            representation, ``h_k <- h_k + g([e_k * m_k, m_k])`` with ``m_k`` the task/kind
+            match of site k and ``g`` a small MLP: the bag path can learn a volcano of the
+            predicted energy (only with ``site_tasks > 0``).
         input_clip: standardised features and side information are clipped to
             ``[-input_clip, input_clip]`` so a feature that was (nearly) constant in training
             cannot blow up on a new bag.
@@ -57,6 +63,8 @@ class NetConfig:
     dropout: float = 0.0
     instance_head: bool = False
     site_tasks: int = 0
+    site_task_kinds: tuple[int, ...] = ()
+    site_energy_input: bool = False
     input_clip: float = 10.0
 
     def to_dict(self) -> dict:
@@ -167,6 +175,16 @@ class MILQuantileNet(nn.Module):
             self.aux_head = nn.Linear(c.hidden, 1)
         if c.site_tasks > 0:
             self.site_head = nn.Linear(c.hidden, c.site_tasks)
+            if c.site_energy_input:
+                if len(c.site_task_kinds) != c.site_tasks:
+                    raise ValueError("site_task_kinds needs one kind index per site task")
+                self.register_buffer(
+                    "task_kind_cols", torch.as_tensor(list(c.site_task_kinds), dtype=torch.int64)
+                )
+                self.energy_mlp = nn.Sequential(
+                    nn.Linear(2 * c.site_tasks, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(),
+                    nn.Linear(32, c.hidden),
+                )
         self.register_buffer("x_mean", torch.zeros(c.in_dim))
         self.register_buffer("x_std", torch.ones(c.in_dim))
         self.register_buffer("s_mean", torch.zeros(max(c.side_dim, 1)))
@@ -188,16 +206,28 @@ class MILQuantileNet(nn.Module):
             self.s_mean.copy_(side.mean(0))
             self.s_std.copy_(_std_with_floor(side))
 
-    def instance(self, x: Tensor) -> Tensor:
-        """Instance representations ``h [...,H]`` of raw site features ``x [...,D]`` (standardised,
-        clipped, per-instance MLP, dropout): everything before pooling."""
+    def encode(self, x: Tensor) -> Tensor:
+        """Shared encoder output ``h0 [...,H]`` of raw site features ``x [...,D]`` (standardised,
+        clipped, per-instance MLP); the site head reads it."""
         clip = self.config.input_clip
-        return self.dropout(self.instance_mlp(((x - self.x_mean) / self.x_std).clamp(-clip, clip)))
+        return self.instance_mlp(((x - self.x_mean) / self.x_std).clamp(-clip, clip))
+
+    def instance(self, x: Tensor) -> Tensor:
+        """Instance representations ``h [...,H]`` of raw site features ``x [...,D]``: the
+        encoder output (plus the predicted-energy embedding with ``site_energy_input``), with
+        dropout; everything before pooling."""
+        h = self.encode(x)
+        c = self.config
+        if c.site_tasks > 0 and c.site_energy_input:
+            m = x[..., self.task_kind_cols]  # [...,T] 1 where the site is of the task's kind
+            e = self.site_head(h) * m
+            h = h + self.energy_mlp(torch.cat([e, m], dim=-1))
+        return self.dropout(h)
 
     def site_energies(self, x: Tensor, task: Tensor) -> Tensor:
         """Site-head predictions ``[S]`` (standardised per task) for raw site features
         ``x [S,D]`` and task indices ``task [S]`` (int64)."""
-        out = self.site_head(self.instance(x))  # [S, n_tasks]
+        out = self.site_head(self.dropout(self.encode(x)))  # [S, n_tasks]
         return out.gather(1, task.unsqueeze(1)).squeeze(1)
 
     def instance_outputs(self, h: Tensor) -> dict[str, Tensor]:
