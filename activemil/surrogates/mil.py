@@ -40,7 +40,9 @@ class TrainSettings:
             read at fit time in the bags' recipe and element order when ``fit`` gets no
             ``sites`` (see :mod:`activemil.featurize.sites`); empty = bag labels only.
         site_loss_weight: weight of the site-energy loss (mean squared error in per-task
-            standardised units) next to the bag pinball loss; 0 ignores site data.
+            standardised units) next to the bag pinball loss during bag training; 0 = site
+            data only pretrain the encoder (site data are ignored when this and
+            ``site_pretrain_steps`` are both 0).
         site_pretrain_steps: steps on the site loss alone before bag training (the encoder
             sees per-site physics before any bag label).
         site_batch_size: DFT sites per optimisation step.
@@ -227,7 +229,7 @@ class MILRegressor(Surrogate):
         ts = self.train_settings
         if sites is None and ts.site_files:
             sites = sites_for_bags(ts.site_files, bags)
-        if sites is not None and ts.site_loss_weight <= 0:
+        if sites is not None and ts.site_loss_weight <= 0 and ts.site_pretrain_steps <= 0:
             sites = None
         if sites is not None:
             check_sites(sites, bags)
@@ -292,7 +294,9 @@ class MILRegressor(Surrogate):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = MILQuantileNet(config)
-            net.set_normalisation(t["x"][tr_idx], t["mask"][tr_idx], t["side"][tr_idx], extra=sx)
+            # standardisation from the bags only (as without sites): measured slightly better than
+            # including the DFT sites (docs/design-decisions.md)
+            net.set_normalisation(t["x"][tr_idx], t["mask"][tr_idx], t["side"][tr_idx])
             gen = torch.Generator().manual_seed(self.seed)
 
             def site_loss() -> torch.Tensor:
@@ -329,7 +333,7 @@ class MILRegressor(Surrogate):
                         if ok.any():
                             err = out["instance_pred"][ok] - target[ok]
                             loss = loss + ts.instance_loss_weight * (err**2).mean()
-                    if sx is not None:
+                    if sx is not None and ts.site_loss_weight > 0:
                         loss = loss + ts.site_loss_weight * site_loss()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
