@@ -50,7 +50,8 @@ VARIANTS: dict[str, dict | None] = {
     "MIL bag-only": {},
     "MIL + sites (joint)": {},
     "MIL + sites (pretrain)": {"site_loss_weight": 0.0},
-    "MIL + sites (energy input)": {"site_energy_input": True},
+    "MIL + sites (energy add)": {"site_energy_input": "add"},
+    "MIL + sites (energy only)": {"site_energy_input": "replace"},
 }
 
 

@@ -200,6 +200,11 @@ class MILRegressor(Surrogate):
                 "site_files=['OH_ontop', 'my_sites.csv']."
             )
         train_kw["site_files"] = tuple(files)
+        mode = self._net_kw.get("site_energy_input", "none")
+        if mode not in ("none", "add", "replace"):
+            raise InputError(
+                f"Unknown site_energy_input {mode!r}; choose none, add or replace."
+            )
         self.train_settings = TrainSettings(**train_kw)
         self.net: MILQuantileNet | None = None
         self.y_mean = 0.0

@@ -42,10 +42,11 @@ class NetConfig:
             representation ``h_k``, trained on DFT site files (two-fidelity training).
         site_task_kinds: site-kind index of each site task (its kind one-hot column in the
             ``zones`` layout, whose first columns are the kind one-hot).
-        site_energy_input: feed the site head's predicted energies back into the instance
-            representation, ``h_k <- h_k + g([e_k * m_k, m_k])`` with ``m_k`` the task/kind
-            match of site k and ``g`` a small MLP: the bag path can learn a volcano of the
-            predicted energy (only with ``site_tasks > 0``).
+        site_energy_input: how the site head's predicted energies enter the bag path (only
+            with ``site_tasks > 0``): ``none``; ``add``: ``h_k <- h_k + g([e_k * m_k, m_k])``
+            with ``m_k`` the task/kind match of site k and ``g`` a small MLP (the bag path can
+            learn a volcano of the predicted energy); ``replace``: ``h_k <- g([e_k m_k, m_k])``,
+            an energy bottleneck: pooling sees sites only through their predicted energies.
         input_clip: standardised features and side information are clipped to
             ``[-input_clip, input_clip]`` so a feature that was (nearly) constant in training
             cannot blow up on a new bag.
@@ -64,7 +65,7 @@ class NetConfig:
     instance_head: bool = False
     site_tasks: int = 0
     site_task_kinds: tuple[int, ...] = ()
-    site_energy_input: bool = False
+    site_energy_input: str = "none"
     input_clip: float = 10.0
 
     def to_dict(self) -> dict:
@@ -175,7 +176,9 @@ class MILQuantileNet(nn.Module):
             self.aux_head = nn.Linear(c.hidden, 1)
         if c.site_tasks > 0:
             self.site_head = nn.Linear(c.hidden, c.site_tasks)
-            if c.site_energy_input:
+            if c.site_energy_input not in ("none", "add", "replace"):
+                raise ValueError(f"site_energy_input {c.site_energy_input!r}: none, add, replace")
+            if c.site_energy_input != "none":
                 if len(c.site_task_kinds) != c.site_tasks:
                     raise ValueError("site_task_kinds needs one kind index per site task")
                 self.register_buffer(
@@ -218,10 +221,10 @@ class MILQuantileNet(nn.Module):
         dropout; everything before pooling."""
         h = self.encode(x)
         c = self.config
-        if c.site_tasks > 0 and c.site_energy_input:
+        if c.site_tasks > 0 and c.site_energy_input != "none":
             m = x[..., self.task_kind_cols]  # [...,T] 1 where the site is of the task's kind
-            e = self.site_head(h) * m
-            h = h + self.energy_mlp(torch.cat([e, m], dim=-1))
+            g = self.energy_mlp(torch.cat([self.site_head(h) * m, m], dim=-1))
+            h = h + g if c.site_energy_input == "add" else g
         return self.dropout(h)
 
     def site_energies(self, x: Tensor, task: Tensor) -> Tensor:

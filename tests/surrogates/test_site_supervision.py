@@ -86,8 +86,8 @@ def test_reproducible_under_a_seed(task) -> None:
     assert not np.array_equal(a.predict_sites(held), c.predict_sites(held))
 
 
-@pytest.mark.parametrize("energy_input", [False, True])
-def test_save_load_round_trip(task, tmp_path: Path, energy_input: bool) -> None:
+@pytest.mark.parametrize("energy_input", ["none", "add", "replace"])
+def test_save_load_round_trip(task, tmp_path: Path, energy_input: str) -> None:
     bags, y, train, held = task
     m = make_surrogate("mil", calibration="cv", n_folds=2, n_members=1, seed=0,
                        site_energy_input=energy_input, **FAST).fit(bags, y, sites=train)
@@ -120,6 +120,8 @@ def test_bad_site_inputs_are_one_sentence(task, tmp_path: Path) -> None:
         MILRegressor(**FAST).fit(bags, y, sites=other)
     with pytest.raises(InputError, match="does not exist"):
         MILRegressor(site_files=[str(tmp_path / "no.csv")], **FAST).fit(bags, y)
+    with pytest.raises(InputError, match="site_energy_input"):
+        MILRegressor(site_energy_input="yes")
     with pytest.raises(InputError, match="site_files must be a list"):
         MILRegressor(site_files=[1, 2])
     with pytest.raises(InputError, match="SiteSet"):
