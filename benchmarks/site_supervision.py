@@ -9,8 +9,10 @@ same settings, seeds and training rows; ``--members`` ensemble members, no calib
 - ``MIL + sites (joint)``: the same, plus the bundled DFT site files (*OH on-top, *O fcc; a
   seeded 80 % of the sites) supervising the site head: pretraining then joint loss.
 - ``MIL + sites (pretrain)``: site loss only before bag training (``site_loss_weight=0``).
-- ``MIL + sites (energy input)``: joint, with predicted site energies fed back into the
-  instance representation (``site_energy_input=True``).
+- ``MIL + sites (energy add)``: joint, with predicted site energies fed back into the
+  instance representation (``site_energy_input="add"``); ``(energy only)``: the bag path sees
+  sites only through their predicted energies (``site_energy_input="replace"``).
+- ``hybrid GP+MIL`` (MIL on out-of-fold GP residuals), without and with the site files.
 
 Metrics on the untrained rows: Spearman; ``hits@1%`` = how many of the model's 8 highest
 predicted untrained rows are among the true top 1 % of the whole table (106 rows);
@@ -52,6 +54,8 @@ VARIANTS: dict[str, dict | None] = {
     "MIL + sites (pretrain)": {"site_loss_weight": 0.0},
     "MIL + sites (energy add)": {"site_energy_input": "add"},
     "MIL + sites (energy only)": {"site_energy_input": "replace"},
+    "hybrid GP+MIL": {"kind": "hybrid"},
+    "hybrid GP+MIL + sites (joint)": {"kind": "hybrid"},
 }
 
 
@@ -97,8 +101,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                 if extra is None:
                     m = make_surrogate("gp", calibration="none", seed=seed).fit(b_tr, y_all[tr])
                 else:
-                    m = make_surrogate("mil", calibration="none", n_members=args.members,
-                                       seed=seed, max_epochs=args.max_epochs, **extra)
+                    kw = dict(extra)
+                    m = make_surrogate(kw.pop("kind", "mil"), calibration="none",
+                                       n_members=args.members, seed=seed,
+                                       max_epochs=args.max_epochs, **kw)
                     m.fit(b_tr, y_all[tr], sites=s_train if "sites" in name else None)
                 fit_s = time.time() - start
                 pred = m.predict(b_ev).median

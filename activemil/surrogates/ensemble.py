@@ -16,6 +16,9 @@ from activemil.surrogates.gp import GPSurrogate, HybridSurrogate
 from activemil.surrogates.mil import MILRegressor
 from activemil.surrogates.prediction import Prediction
 
+#: member classes with a site head (accept ``fit(..., sites=)`` and ``predict_sites``)
+_SITE_MODELS = (MILRegressor, HybridSurrogate)
+
 #: surrogate kinds -> (member class, fixed constructor settings)
 KINDS: dict[str, tuple[type[Surrogate], dict]] = {
     "mil": (MILRegressor, {"pooling": "attention"}),
@@ -96,14 +99,14 @@ class Ensemble(Surrogate):
         """Fit every member; ``on_member()`` is called after each (progress). ``sites``: DFT
         sites for MIL members (see :meth:`MILRegressor.fit`)."""
         y = check_training_data(bags, y, min_bags=2)
-        if sites is not None and not all(isinstance(m, MILRegressor) for m in self.members):
+        if sites is not None and not all(isinstance(m, _SITE_MODELS) for m in self.members):
             raise InputError(
                 f"Site data supervise a MIL instance head; kind {self.member_kind!r} has none, so "
-                "choose mil, conjunctive, mean or max (or drop the site data)."
+                "choose mil, conjunctive, mean, max or hybrid (or drop the site data)."
             )
         for m in self.members:
             if sites is not None:
-                assert isinstance(m, MILRegressor)
+                assert isinstance(m, _SITE_MODELS)
                 m.fit(bags, y, sites=sites)
             else:
                 m.fit(bags, y)
@@ -125,7 +128,7 @@ class Ensemble(Surrogate):
     def predict_sites(self, sites: SiteSet) -> np.ndarray:
         """Members' mean site-energy prediction ``[S]`` (eV)."""
         self._check_fitted()
-        if not all(isinstance(m, MILRegressor) for m in self.members):
+        if not all(isinstance(m, _SITE_MODELS) for m in self.members):
             raise InputError(f"Kind {self.member_kind!r} has no site head; use a MIL kind.")
         return np.mean([m.predict_sites(sites) for m in self.members], axis=0)  # type: ignore[union-attr]
 

@@ -108,6 +108,8 @@ def test_site_files_setting_reads_the_files_in_the_bags_layout(task, tmp_path: P
     b.fit(bags, y, sites=bundled_sites(E5))
     assert np.array_equal(a.predict_sites(held), b.predict_sites(held))
     a.save(tmp_path / "a")  # settings stay JSON
+    h = make_surrogate("hybrid", calibration="none", n_members=1, seed=0, **FAST)
+    assert h.fit(bags, y, sites=bundled_sites(E5)).predict_sites(held).shape == (len(held),)
     assert Surrogate.load(tmp_path / "a").settings()["site_files"] == ["OH_ontop", "O_fcc"]
 
 
