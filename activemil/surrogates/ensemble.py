@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
@@ -40,6 +41,15 @@ def make_member(kind: str, seed: int, settings: dict) -> Surrogate:
         raise InputError(
             f"Setting {clash[0]!r} is fixed by kind {kind!r}; pick the kind instead of passing it."
         )
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(settings) - set(params))
+        if unknown:
+            hint = " (site data need a MIL kind)" if any(u.startswith("site_") for u in unknown) else ""
+            raise InputError(
+                f"Kind {kind!r} does not take setting(s) {', '.join(unknown)}{hint}; drop them or "
+                "choose another kind."
+            )
     return cls(seed=seed, **fixed, **settings)
 
 

@@ -117,6 +117,8 @@ def test_bad_site_inputs_are_one_sentence(task, tmp_path: Path) -> None:
     bags, y, train, _ = task
     with pytest.raises(InputError, match="instance head"):
         make_surrogate("gp", calibration="none").fit(bags, y, sites=train)
+    with pytest.raises(InputError, match="site data need a MIL kind"):
+        make_surrogate("gp", site_files=["OH_ontop"])
     other = bundled_sites(E5[::-1])
     with pytest.raises(InputError, match="element order"):
         MILRegressor(**FAST).fit(bags, y, sites=other)
