@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                     m = make_surrogate("gp", calibration="none", seed=seed).fit(b_tr, y_all[tr])
                 else:
                     kw = dict(extra)
-                    m = make_surrogate(kw.pop("kind", "mil"), calibration="none",
+                    kind = kw.pop("kind", None) or {"attention": "mil"}.get(args.pooling,
+                                                                             args.pooling)
+                    m = make_surrogate(kind, calibration="none",
                                        n_members=args.members, seed=seed,
                                        max_epochs=args.max_epochs, **kw)
                     m.fit(b_tr, y_all[tr], sites=s_train if "sites" in name else None)
@@ -157,6 +159,9 @@ def main() -> None:
     p.add_argument("--max-epochs", type=int, default=300)
     p.add_argument("--bag-mode", default="expected", choices=["expected", "sampled"])
     p.add_argument("--cache-dir", default="out/feature-cache")
+    p.add_argument("--pooling", default="attention",
+                   choices=["attention", "conjunctive", "mean", "max"],
+                   help="pooling of every MIL row (hybrid rows use attention)")
     p.add_argument("--only", type=lambda s: s.split(","), default=None,
                    help="comma-separated substrings of model names to run")
     p.add_argument("--out", default="out/site_supervision.csv")
