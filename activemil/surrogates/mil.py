@@ -299,8 +299,8 @@ class MILRegressor(Surrogate):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = MILQuantileNet(config)
-            # standardisation from the bags only (as without sites): measured slightly better than
-            # including the DFT sites (docs/design-decisions.md)
+            # standardisation from the bags only, as without sites, so the bag path sees the same
+            # inputs (including the DFT sites made no clear difference; docs/design-decisions.md)
             net.set_normalisation(t["x"][tr_idx], t["mask"][tr_idx], t["side"][tr_idx])
             gen = torch.Generator().manual_seed(self.seed)
 
