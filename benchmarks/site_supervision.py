@@ -34,7 +34,7 @@ import argparse
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +217,7 @@ def main() -> None:
     res.to_csv(args.out, index=False)
     summ = summarise(res)
     summ.to_csv(Path(args.out).with_name(Path(args.out).stem + "_summary.csv"), index=False)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# site supervision, {stamp}, {platform.machine()} {platform.processor() or ''}, "
           f"torch threads 1, command: {' '.join(sys.argv)}")
     print(to_markdown(summ))

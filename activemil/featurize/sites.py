@@ -12,7 +12,9 @@ user's own). Column names:
   other column whose name starts with ``dE`` or contains ``energy``. Other columns are ignored.
 
 Every problem is an :class:`~activemil.errors.InputError` of one sentence naming the file, the
-row (spreadsheet numbering: header = row 1) and the column, and how to fix it.
+row (spreadsheet numbering: header = row 1) and the column, and how to fix it. Zone counts must
+sum to the zone size (``zone_sums="error"``, the default for a user's file; the bundled files
+keep their 34 relaxation-shifted rows, see :func:`parse_site_frame`).
 
 Each file is one *task* (an adsorbate on a site kind, e.g. ``OH_ontop``); tasks get separate
 energy scales in the surrogate (:mod:`activemil.surrogates.mil`).
