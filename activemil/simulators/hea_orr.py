@@ -32,11 +32,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from activemil.data import SITE_FILES, data_path
+from activemil.data import SITE_FILES
 from activemil.errors import InputError
+from activemil.featurize.sites import read_site_file
 from activemil.simulate.oracle import Oracle, stable_seed
 from activemil.space import CandidatePool
 from activemil.structures.base import exact_counts
+from activemil.structures.fcc111 import FCC111Recipe
 
 ELEMENTS: tuple[str, ...] = ("Ag", "Ir", "Pd", "Pt", "Ru")
 KB_EV = 8.617333262e-5  # Boltzmann constant, eV/K
@@ -163,19 +165,15 @@ class SiteEnergyModel:
         if model not in ("linear", "piecewise"):
             raise InputError(f"Unknown site model {model!r}; use 'linear' or 'piecewise'.")
         self.which, self.model, self.ridge = which, model, float(ridge)
-        df = pd.read_csv(data_path(SITE_FILES[which]))
         self.kind = "ontop" if which == "OH_ontop" else "fcc"
         self.adsorbate = "OH" if which == "OH_ontop" else "O"
         zones = ONTOP_ZONES if self.kind == "ontop" else FCC_ZONES
         self.columns = tuple(c for z in zones for c in _onehot_columns(z, ELEMENTS))
-        missing = [c for c in self.columns if c not in df.columns]
-        if missing:
-            raise InputError(
-                f"Site file {SITE_FILES[which]} lacks column {missing[0]}; restore the bundled "
-                "file from activemil/data."
-            )
-        self.x = df[list(self.columns)].to_numpy(np.float64)
-        self.y = df.iloc[:, -1].to_numpy(np.float64)
+        # one parser for site files (activemil.featurize.sites); bundled files keep the few
+        # rows whose zone sums are off by relaxation, as the published fit does
+        sites = read_site_file(which, FCC111Recipe, ELEMENTS)
+        self.x = sites.zone_counts(self.kind, FCC111Recipe)
+        self.y = sites.energy.astype(np.float64)
         self.n_center = len(ELEMENTS)
         self.coef_linear = _fit_linear(self.x, self.y)
         self.coef_piecewise = (

@@ -37,6 +37,7 @@ import numpy as np
 
 from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
+from activemil.featurize.sites import SiteSet
 from activemil.progress import ProgressBar, progress_enabled
 from activemil.surrogates.base import Surrogate, check_training_data, load_arrays, save_arrays
 from activemil.surrogates.ensemble import Ensemble, combine_predictions
@@ -149,8 +150,11 @@ class ConformalMIL(Surrogate):
         return Ensemble(self.member_kind, self.n_members, self.seed + 100 * fold, **self._settings)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, bags: BagSet, y: np.ndarray) -> Self:
-        """Fit the ensembles and the conformal offsets on ``bags`` and ``y [n]``."""
+    def fit(self, bags: BagSet, y: np.ndarray, sites: SiteSet | None = None) -> Self:
+        """Fit the ensembles and the conformal offsets on ``bags`` and ``y [n]``.
+
+        ``sites``: DFT sites supervising every MIL member's site head (all folds see all
+        sites: they are not bag labels, so conformal scores stay out-of-fold in the bags)."""
         method = self.calibration
         min_bags = 2 if method == "none" else max(4, self.n_folds if method.startswith("cv") else 4)
         y = check_training_data(bags, y, min_bags=min_bags)
@@ -165,12 +169,13 @@ class ConformalMIL(Surrogate):
         step = bar.advance
         with bar:
             if method == "none":
-                self.models.append(self._ensemble(0).fit(bags, y, on_member=step))
+                self.models.append(self._ensemble(0).fit(bags, y, on_member=step, sites=sites))
             elif method.startswith("split"):
                 perm = rng.permutation(n)
                 n_cal = min(n - 2, max(2, round(self.split_fraction * n)))
                 cal, rest = np.sort(perm[:n_cal]), np.sort(perm[n_cal:])
-                ens = self._ensemble(0).fit(bags.subset(rest), y[rest], on_member=step)
+                ens = self._ensemble(0).fit(bags.subset(rest), y[rest], on_member=step,
+                                            sites=sites)
                 oof[cal] = ens.predict(bags.subset(cal)).quantiles
                 self.models.append(ens)
             else:
@@ -178,7 +183,8 @@ class ConformalMIL(Surrogate):
                 for k, held in enumerate(folds):
                     held = np.sort(held)
                     rest = np.setdiff1d(np.arange(n), held)
-                    ens = self._ensemble(k).fit(bags.subset(rest), y[rest], on_member=step)
+                    ens = self._ensemble(k).fit(bags.subset(rest), y[rest], on_member=step,
+                                               sites=sites)
                     oof[held] = ens.predict(bags.subset(held)).quantiles
                     self.models.append(ens)
         self.oof_quantiles = oof
@@ -255,6 +261,11 @@ class ConformalMIL(Surrogate):
         raw.quantiles = apply_offsets(raw.quantiles, tau, self.alphas)
         raw.member_quantiles = apply_offsets(raw.member_quantiles, tau, self.alphas)
         return raw
+
+    def predict_sites(self, sites: SiteSet) -> np.ndarray:
+        """Mean site-energy prediction ``[S]`` (eV) over all fold ensembles."""
+        self._check_fitted()
+        return np.mean([m.predict_sites(sites) for m in self.models], axis=0)
 
     # ---------------------------------------------------------------- save/load
     def _save(self, path: Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
@@ -10,10 +11,14 @@ import numpy as np
 
 from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
+from activemil.featurize.sites import SiteSet
 from activemil.surrogates.base import Surrogate, check_training_data
 from activemil.surrogates.gp import GPSurrogate, HybridSurrogate
 from activemil.surrogates.mil import MILRegressor
 from activemil.surrogates.prediction import Prediction
+
+#: member classes with a site head (accept ``fit(..., sites=)`` and ``predict_sites``)
+_SITE_MODELS = (MILRegressor, HybridSurrogate)
 
 #: surrogate kinds -> (member class, fixed constructor settings)
 KINDS: dict[str, tuple[type[Surrogate], dict]] = {
@@ -36,6 +41,15 @@ def make_member(kind: str, seed: int, settings: dict) -> Surrogate:
         raise InputError(
             f"Setting {clash[0]!r} is fixed by kind {kind!r}; pick the kind instead of passing it."
         )
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(settings) - set(params))
+        if unknown:
+            hint = " (site data need a MIL kind)" if any(u.startswith("site_") for u in unknown) else ""
+            raise InputError(
+                f"Kind {kind!r} does not take setting(s) {', '.join(unknown)}{hint}; drop them or "
+                "choose another kind."
+            )
     return cls(seed=seed, **fixed, **settings)
 
 
@@ -88,11 +102,24 @@ class Ensemble(Surrogate):
         return {"kind": self.member_kind, "n_members": self.n_members, "seed": self.seed,
                 **self._settings}
 
-    def fit(self, bags: BagSet, y: np.ndarray, on_member: Callable[[], None] | None = None) -> Self:
-        """Fit every member; ``on_member()`` is called after each (progress)."""
+    def fit(
+        self, bags: BagSet, y: np.ndarray, on_member: Callable[[], None] | None = None,
+        sites: SiteSet | None = None,
+    ) -> Self:
+        """Fit every member; ``on_member()`` is called after each (progress). ``sites``: DFT
+        sites for MIL members (see :meth:`MILRegressor.fit`)."""
         y = check_training_data(bags, y, min_bags=2)
+        if sites is not None and not all(isinstance(m, _SITE_MODELS) for m in self.members):
+            raise InputError(
+                f"Site data supervise a MIL instance head; kind {self.member_kind!r} has none, so "
+                "choose mil, conjunctive, mean, max or hybrid (or drop the site data)."
+            )
         for m in self.members:
-            m.fit(bags, y)
+            if sites is not None:
+                assert isinstance(m, _SITE_MODELS)
+                m.fit(bags, y, sites=sites)
+            else:
+                m.fit(bags, y)
             if on_member is not None:
                 on_member()
         self.n_train = len(y)
@@ -107,6 +134,13 @@ class Ensemble(Surrogate):
             if on_member is not None:
                 on_member()
         return combine_predictions(preds)
+
+    def predict_sites(self, sites: SiteSet) -> np.ndarray:
+        """Members' mean site-energy prediction ``[S]`` (eV)."""
+        self._check_fitted()
+        if not all(isinstance(m, _SITE_MODELS) for m in self.members):
+            raise InputError(f"Kind {self.member_kind!r} has no site head; use a MIL kind.")
+        return np.mean([m.predict_sites(sites) for m in self.members], axis=0)  # type: ignore[union-attr]
 
     def _save(self, path: Path) -> dict:
         for i, m in enumerate(self.members):

@@ -15,6 +15,7 @@ from scipy.stats import norm
 
 from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
+from activemil.featurize.sites import SiteSet
 from activemil.surrogates.base import (
     Surrogate,
     check_bags,
@@ -273,7 +274,9 @@ class HybridSurrogate(Surrogate):
             **self._settings,
         }
 
-    def fit(self, bags: BagSet, y: np.ndarray) -> Self:
+    def fit(self, bags: BagSet, y: np.ndarray, sites: SiteSet | None = None) -> Self:
+        """Fit the baseline, then the MIL on its residuals; ``sites``: DFT sites for the
+        MIL's site head (see :meth:`MILRegressor.fit`)."""
         y = check_training_data(bags, y, min_bags=4)
         X = composition(bags)
         self.base = fit_baseline(self.baseline, X, y)
@@ -289,9 +292,14 @@ class HybridSurrogate(Surrogate):
             resid = y - oof
         else:
             resid = y - self.base.predict(X)[0]
-        self.mil.fit(bags, resid)
+        self.mil.fit(bags, resid, sites=sites)
         self.n_train = n
         return self
+
+    def predict_sites(self, sites: SiteSet) -> np.ndarray:
+        """Site-head energies ``[S]`` (eV) of the residual MIL."""
+        self._check_fitted()
+        return self.mil.predict_sites(sites)
 
     def predict(self, bags: BagSet) -> Prediction:
         self._check_fitted()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
@@ -14,6 +15,7 @@ import torch
 
 from activemil.errors import InputError
 from activemil.featurize.bags import BagSet
+from activemil.featurize.sites import SiteSet, read_site_files
 from activemil.surrogates.base import Surrogate, check_bags, check_training_data
 from activemil.surrogates.net import POOLINGS, MILQuantileNet, NetConfig, pinball_loss
 from activemil.surrogates.prediction import QUANTILE_LEVELS, Prediction
@@ -34,6 +36,16 @@ class TrainSettings:
         instance_loss_weight: weight of the auxiliary per-site regression loss, used when the
             bags carry finite ``instance_targets`` (0 disables it).
         predict_chunk: bags per forward pass at prediction time.
+        site_files: DFT site files (paths, or ``OH_ontop`` / ``O_fcc`` for the bundled ones)
+            read at fit time in the bags' recipe and element order when ``fit`` gets no
+            ``sites`` (see :mod:`activemil.featurize.sites`); empty = bag labels only.
+        site_loss_weight: weight of the site-energy loss (mean squared error in per-task
+            standardised units) next to the bag pinball loss during bag training; 0 = site
+            data only pretrain the encoder (site data are ignored when this and
+            ``site_pretrain_steps`` are both 0).
+        site_pretrain_steps: steps on the site loss alone before bag training (the encoder
+            sees per-site physics before any bag label).
+        site_batch_size: DFT sites per optimisation step.
     """
 
     lr: float = 3e-3
@@ -47,9 +59,15 @@ class TrainSettings:
     batch_size: int = 256
     instance_loss_weight: float = 0.5
     predict_chunk: int = 1024
+    site_files: Sequence[str] = ()
+    site_loss_weight: float = 1.0
+    site_pretrain_steps: int = 300
+    site_batch_size: int = 512
 
 
-_NET_FIELDS = {f.name for f in fields(NetConfig)} - {"in_dim", "side_dim", "pooling", "instance_head"}
+_NET_FIELDS = {f.name for f in fields(NetConfig)} - {
+    "in_dim", "side_dim", "pooling", "instance_head", "site_tasks", "site_task_kinds"
+}
 _TRAIN_FIELDS = {f.name for f in fields(TrainSettings)}
 MIL_SETTINGS: frozenset[str] = frozenset(_NET_FIELDS | _TRAIN_FIELDS)
 
@@ -99,6 +117,59 @@ def _rows(t: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tens
     return {k: v[idx] for k, v in t.items()}
 
 
+@lru_cache(maxsize=8)
+def _cached_sites(
+    files: tuple[str, ...], stamps: tuple[float, ...], recipe: str, elements: tuple[str, ...]
+) -> SiteSet:
+    from activemil.structures import get_recipe
+
+    return read_site_files(list(files), get_recipe(recipe), elements)
+
+
+def sites_for_bags(files: Sequence[str], bags: BagSet) -> SiteSet:
+    """Read ``files`` (the ``site_files`` setting) in ``bags``' recipe and element order
+    (from ``bags.meta``); cached per file content stamp."""
+    from activemil.featurize.sites import resolve_site_file
+
+    meta = bags.meta if isinstance(bags.meta, dict) else {}
+    recipe, elements = meta.get("recipe"), meta.get("elements")
+    if not recipe or not elements:
+        raise InputError(
+            "The bags do not record their recipe and elements (bags.meta), so site_files cannot "
+            "be matched to them; build bags with activemil.featurize.featurize_pool or pass "
+            "sites= to fit."
+        )
+    files = tuple(str(f) for f in files)
+    stamps = tuple(
+        resolve_site_file(f).stat().st_mtime if resolve_site_file(f).is_file() else -1.0
+        for f in files
+    )
+    return _cached_sites(files, stamps, str(recipe), tuple(str(e) for e in elements))
+
+
+def check_sites(sites: SiteSet, bags: BagSet) -> None:
+    """Site features must live in the bags' feature space (zones encoder, same recipe and
+    element order)."""
+    if not isinstance(sites, SiteSet):
+        raise InputError(
+            f"sites must be a SiteSet, got {type(sites).__name__}; read site files with "
+            "activemil.featurize.sites.read_site_files."
+        )
+    if len(sites) == 0:
+        raise InputError("The site set is empty; pass at least one DFT site or sites=None.")
+    els = bags.meta.get("elements") if isinstance(bags.meta, dict) else None
+    if els is not None and tuple(els) != tuple(sites.elements):
+        raise InputError(
+            f"Site data use the element order {','.join(sites.elements)} but the bags use "
+            f"{','.join(els)}; read the site files with the bags' element order."
+        )
+    if sites.dim != bags.dim:
+        raise InputError(
+            f"Site data have {sites.dim} features per site but the bags have {bags.dim}; site "
+            "supervision needs bags from the zones encoder over the same recipe and elements."
+        )
+
+
 class MILRegressor(Surrogate):
     """A single MIL quantile network (one ensemble member).
 
@@ -120,12 +191,29 @@ class MILRegressor(Surrogate):
         self.seed = int(seed)
         self._settings = dict(settings)
         self._net_kw, train_kw = split_settings(self._settings, "MIL")
+        files = train_kw.get("site_files", ())
+        if isinstance(files, str):
+            files = (files,)
+        if not all(isinstance(f, str) for f in files):
+            raise InputError(
+                f"site_files must be a list of file paths, got {files!r}; e.g. "
+                "site_files=['OH_ontop', 'my_sites.csv']."
+            )
+        train_kw["site_files"] = tuple(files)
+        mode = self._net_kw.get("site_energy_input", "none")
+        if mode not in ("none", "add", "replace"):
+            raise InputError(
+                f"Unknown site_energy_input {mode!r}; choose none, add or replace."
+            )
         self.train_settings = TrainSettings(**train_kw)
         self.net: MILQuantileNet | None = None
         self.y_mean = 0.0
         self.y_std = 1.0
         self.it_mean = 0.0
         self.it_std = 1.0
+        self.site_tasks: tuple[str, ...] = ()
+        self.site_scales = np.zeros((0, 2))
+        self.site_fingerprint = ""
         self.history: list[tuple[float, float]] = []
         self.best_epoch = 0
         self.n_train = 0
@@ -134,10 +222,22 @@ class MILRegressor(Surrogate):
         return {"pooling": self.pooling, "seed": self.seed, **self._settings}
 
     # ------------------------------------------------------------------ training
-    def fit(self, bags: BagSet, y: np.ndarray) -> Self:
-        """Train on ``bags`` and ``y [B]`` with pinball loss (+ per-site loss if labels exist)."""
+    def fit(self, bags: BagSet, y: np.ndarray, sites: SiteSet | None = None) -> Self:
+        """Train on ``bags`` and ``y [B]`` with pinball loss (+ per-site loss if labels exist).
+
+        ``sites``: standalone DFT sites (``SiteSet``, features ``[S, D]`` in the bags' layout,
+        energies ``[S]`` eV); default: the ``site_files`` setting. With sites, the site head
+        is first trained alone for ``site_pretrain_steps`` steps, then jointly with the bag
+        loss (``site_loss_weight`` x MSE on per-task standardised energies).
+        """
         y = check_training_data(bags, y, min_bags=2)
         ts = self.train_settings
+        if sites is None and ts.site_files:
+            sites = sites_for_bags(ts.site_files, bags)
+        if sites is not None and ts.site_loss_weight <= 0 and ts.site_pretrain_steps <= 0:
+            sites = None
+        if sites is not None:
+            check_sites(sites, bags)
         n = len(bags)
         self.y_mean = float(y.mean())
         self.y_std = float(y.std()) if y.std() > 1e-12 else 1.0
@@ -150,11 +250,41 @@ class MILRegressor(Surrogate):
                 vals = raw[np.isfinite(raw)]
                 self.it_mean, self.it_std = float(vals.mean()), float(max(vals.std(), 1e-6))
                 it = torch.as_tensor((raw - self.it_mean) / self.it_std, dtype=torch.float32)
+        sx = st = se = None
+        if sites is not None:
+            n_tasks = len(sites.tasks)
+            scales = np.zeros((n_tasks, 2))
+            se_np = np.zeros(len(sites), np.float64)
+            for k in range(n_tasks):
+                sel = sites.task == k
+                mu = float(sites.energy[sel].mean()) if sel.any() else 0.0
+                sd = float(sites.energy[sel].std()) if sel.sum() > 1 else 1.0
+                scales[k] = (mu, max(sd, 1e-6))
+                se_np[sel] = (sites.energy[sel] - scales[k, 0]) / scales[k, 1]
+            task_kinds = []
+            for k, name in enumerate(sites.tasks):
+                kinds_k = np.unique(sites.kind[sites.task == k])
+                if len(kinds_k) > 1:
+                    raise InputError(
+                        f"Site task {name!r} mixes site kinds "
+                        f"{', '.join(sites.site_kinds[i] for i in kinds_k)}; give each kind its "
+                        "own task (one site file per adsorbate and site kind)."
+                    )
+                task_kinds.append(int(kinds_k[0]) if len(kinds_k) else 0)
+            self.site_tasks, self.site_scales = tuple(sites.tasks), scales
+            self.site_fingerprint = sites.fingerprint()
+            sx = torch.as_tensor(np.ascontiguousarray(sites.features), dtype=torch.float32)
+            st = torch.as_tensor(sites.task, dtype=torch.int64)
+            se = torch.as_tensor(se_np, dtype=torch.float32)
+        else:
+            self.site_tasks, self.site_scales, self.site_fingerprint = (), np.zeros((0, 2)), ""
         config = NetConfig(
             in_dim=bags.dim,
             side_dim=int(bags.side.shape[1]),
             pooling=self.pooling,
             instance_head=it is not None,
+            site_tasks=len(self.site_tasks),
+            site_task_kinds=tuple(task_kinds) if sites is not None else (),
             **self._net_kw,
         )
         levels = torch.tensor(QUANTILE_LEVELS, dtype=torch.float32)
@@ -169,13 +299,31 @@ class MILRegressor(Surrogate):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = MILQuantileNet(config)
+            # standardisation from the bags only, as without sites, so the bag path sees the same
+            # inputs (including the DFT sites made no clear difference; docs/design-decisions.md)
             net.set_normalisation(t["x"][tr_idx], t["mask"][tr_idx], t["side"][tr_idx])
+            gen = torch.Generator().manual_seed(self.seed)
+
+            def site_loss() -> torch.Tensor:
+                assert sx is not None and st is not None and se is not None
+                if len(sx) > ts.site_batch_size:
+                    pick = torch.randint(len(sx), (ts.site_batch_size,), generator=gen)
+                    return ((net.site_energies(sx[pick], st[pick]) - se[pick]) ** 2).mean()
+                return ((net.site_energies(sx, st) - se) ** 2).mean()
+
+            if sx is not None and ts.site_pretrain_steps > 0:
+                net.train()
+                pre = torch.optim.AdamW(net.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
+                for _ in range(ts.site_pretrain_steps):
+                    loss = site_loss()
+                    pre.zero_grad(set_to_none=True)
+                    loss.backward()
+                    pre.step()
             opt = torch.optim.AdamW(net.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
             best = float("inf")
             best_state = copy.deepcopy(net.state_dict())
             since = 0
             self.history = []
-            gen = torch.Generator().manual_seed(self.seed)
             for epoch in range(epochs):
                 net.train()
                 order = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
@@ -190,6 +338,8 @@ class MILRegressor(Surrogate):
                         if ok.any():
                             err = out["instance_pred"][ok] - target[ok]
                             loss = loss + ts.instance_loss_weight * (err**2).mean()
+                    if sx is not None and ts.site_loss_weight > 0:
+                        loss = loss + ts.site_loss_weight * site_loss()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -286,6 +436,39 @@ class MILRegressor(Surrogate):
             p = self.net(**t)["instance_pred"].double().numpy()
         return np.where(bags.mask, p * self.it_std + self.it_mean, np.nan)
 
+    def predict_sites(self, sites: SiteSet) -> np.ndarray:
+        """Site-head energies ``[S]`` (eV, the site files' reference) for ``sites``; requires
+        training with site data covering the sites' tasks."""
+        self._check_fitted()
+        assert self.net is not None
+        if not self.site_tasks:
+            raise InputError(
+                "This surrogate was trained without site data; fit it with sites= or the "
+                "site_files setting to get site-energy predictions."
+            )
+        unknown = sorted(set(sites.tasks) - set(self.site_tasks))
+        used = set(np.unique(sites.task).tolist())
+        unknown = [t for t in unknown if sites.tasks.index(t) in used]
+        if unknown:
+            raise InputError(
+                f"Site task {unknown[0]!r} was not in training (tasks {', '.join(self.site_tasks)}); "
+                "predict only sites of trained tasks."
+            )
+        if sites.dim != self.net.config.in_dim:
+            raise InputError(
+                f"Sites have {sites.dim} features but the surrogate was trained on "
+                f"{self.net.config.in_dim}; read them with the training recipe and elements."
+            )
+        remap = np.array([self.site_tasks.index(t) if t in self.site_tasks else 0
+                          for t in sites.tasks], np.int64)
+        task = remap[sites.task]
+        with torch.no_grad():
+            z = self.net.site_energies(
+                torch.as_tensor(np.ascontiguousarray(sites.features), dtype=torch.float32),
+                torch.as_tensor(task),
+            ).double().numpy()
+        return z * self.site_scales[task, 1] + self.site_scales[task, 0]
+
     # ---------------------------------------------------------------- save/load
     def _save(self, path: Path) -> dict:
         assert self.net is not None
@@ -294,6 +477,9 @@ class MILRegressor(Surrogate):
             "net_config": self.net.config.to_dict(),
             "scales": [self.y_mean, self.y_std, self.it_mean, self.it_std],
             "best_epoch": self.best_epoch,
+            "site_tasks": list(self.site_tasks),
+            "site_scales": self.site_scales.tolist(),
+            "site_fingerprint": self.site_fingerprint,
         }
 
     @classmethod
@@ -305,4 +491,7 @@ class MILRegressor(Surrogate):
         obj.net = net
         obj.y_mean, obj.y_std, obj.it_mean, obj.it_std = (float(v) for v in meta["scales"])
         obj.best_epoch = int(meta["best_epoch"])
+        obj.site_tasks = tuple(meta.get("site_tasks", ()))
+        obj.site_scales = np.asarray(meta.get("site_scales", []), np.float64).reshape(-1, 2)
+        obj.site_fingerprint = str(meta.get("site_fingerprint", ""))
         return obj

@@ -37,6 +37,16 @@ class NetConfig:
         embed_dim: width ``d`` of the bag embedding returned by :meth:`MILQuantileNet.forward`.
         dropout: dropout on the instance representation during training.
         instance_head: add an auxiliary per-instance regression head (for per-site labels).
+        site_tasks: outputs of the standalone site-energy head (one per site task, e.g. *OH
+            on-top and *O fcc; 0 = no head): a linear map of the shared instance
+            representation ``h_k``, trained on DFT site files (two-fidelity training).
+        site_task_kinds: site-kind index of each site task (its kind one-hot column in the
+            ``zones`` layout, whose first columns are the kind one-hot).
+        site_energy_input: how the site head's predicted energies enter the bag path (only
+            with ``site_tasks > 0``): ``none``; ``add``: ``h_k <- h_k + g([e_k * m_k, m_k])``
+            with ``m_k`` the task/kind match of site k and ``g`` a small MLP (the bag path can
+            learn a volcano of the predicted energy); ``replace``: ``h_k <- g([e_k m_k, m_k])``,
+            an energy bottleneck: pooling sees sites only through their predicted energies.
         input_clip: standardised features and side information are clipped to
             ``[-input_clip, input_clip]`` so a feature that was (nearly) constant in training
             cannot blow up on a new bag.
@@ -53,6 +63,9 @@ class NetConfig:
     embed_dim: int = 32
     dropout: float = 0.0
     instance_head: bool = False
+    site_tasks: int = 0
+    site_task_kinds: tuple[int, ...] = ()
+    site_energy_input: str = "none"
     input_clip: float = 10.0
 
     def to_dict(self) -> dict:
@@ -161,15 +174,34 @@ class MILQuantileNet(nn.Module):
             self.instance_value = nn.Linear(c.hidden, 1)  # f(h_k)
         if c.instance_head:
             self.aux_head = nn.Linear(c.hidden, 1)
+        if c.site_tasks > 0:
+            self.site_head = nn.Linear(c.hidden, c.site_tasks)
+            if c.site_energy_input not in ("none", "add", "replace"):
+                raise ValueError(f"site_energy_input {c.site_energy_input!r}: none, add, replace")
+            if c.site_energy_input != "none":
+                if len(c.site_task_kinds) != c.site_tasks:
+                    raise ValueError("site_task_kinds needs one kind index per site task")
+                self.register_buffer(
+                    "task_kind_cols", torch.as_tensor(list(c.site_task_kinds), dtype=torch.int64)
+                )
+                self.energy_mlp = nn.Sequential(
+                    nn.Linear(2 * c.site_tasks, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(),
+                    nn.Linear(32, c.hidden),
+                )
         self.register_buffer("x_mean", torch.zeros(c.in_dim))
         self.register_buffer("x_std", torch.ones(c.in_dim))
         self.register_buffer("s_mean", torch.zeros(max(c.side_dim, 1)))
         self.register_buffer("s_std", torch.ones(max(c.side_dim, 1)))
 
     @torch.no_grad()
-    def set_normalisation(self, x: Tensor, mask: Tensor, side: Tensor) -> None:
-        """Fit feature / side standardisation on training data (``x [B,K,D]``, ``side [B,S]``)."""
+    def set_normalisation(
+        self, x: Tensor, mask: Tensor, side: Tensor, extra: Tensor | None = None
+    ) -> None:
+        """Fit feature / side standardisation on training data (``x [B,K,D]``, ``side [B,S]``;
+        ``extra [N,D]``: more instance rows for the feature statistics, e.g. DFT sites)."""
         xs = x[mask]
+        if extra is not None and extra.shape[0] > 0:
+            xs = torch.cat([xs, extra.to(xs.dtype)])
         if xs.shape[0] > 0:
             self.x_mean.copy_(xs.mean(0))
             self.x_std.copy_(_std_with_floor(xs))
@@ -177,11 +209,29 @@ class MILQuantileNet(nn.Module):
             self.s_mean.copy_(side.mean(0))
             self.s_std.copy_(_std_with_floor(side))
 
-    def instance(self, x: Tensor) -> Tensor:
-        """Instance representations ``h [...,H]`` of raw site features ``x [...,D]`` (standardised,
-        clipped, per-instance MLP, dropout): everything before pooling."""
+    def encode(self, x: Tensor) -> Tensor:
+        """Shared encoder output ``h0 [...,H]`` of raw site features ``x [...,D]`` (standardised,
+        clipped, per-instance MLP); the site head reads it."""
         clip = self.config.input_clip
-        return self.dropout(self.instance_mlp(((x - self.x_mean) / self.x_std).clamp(-clip, clip)))
+        return self.instance_mlp(((x - self.x_mean) / self.x_std).clamp(-clip, clip))
+
+    def instance(self, x: Tensor) -> Tensor:
+        """Instance representations ``h [...,H]`` of raw site features ``x [...,D]``: the
+        encoder output (plus the predicted-energy embedding with ``site_energy_input``), with
+        dropout; everything before pooling."""
+        h = self.encode(x)
+        c = self.config
+        if c.site_tasks > 0 and c.site_energy_input != "none":
+            m = x[..., self.task_kind_cols]  # [...,T] 1 where the site is of the task's kind
+            g = self.energy_mlp(torch.cat([self.site_head(h) * m, m], dim=-1))
+            h = h + g if c.site_energy_input == "add" else g
+        return self.dropout(h)
+
+    def site_energies(self, x: Tensor, task: Tensor) -> Tensor:
+        """Site-head predictions ``[S]`` (standardised per task) for raw site features
+        ``x [S,D]`` and task indices ``task [S]`` (int64)."""
+        out = self.site_head(self.dropout(self.encode(x)))  # [S, n_tasks]
+        return out.gather(1, task.unsqueeze(1)).squeeze(1)
 
     def instance_outputs(self, h: Tensor) -> dict[str, Tensor]:
         """Per-instance quantities of ``h [...,H]`` that pooling and the heads need: ``score``
