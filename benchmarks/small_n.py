@@ -59,10 +59,12 @@ def main() -> None:
 
     settings = (json.loads(args.mil_settings) if args.mil_settings
                 else FAST_SURROGATE_SETTINGS["mil"])
-    prior_of: dict[str, list[str]] = {}
-    for part in filter(None, (x.strip() for x in args.priors.split(","))):
-        t, _, ps = part.partition("=")
-        prior_of[t] = [p for p in ps.split("+") if p]
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from campaign import prior_map  # benchmarks/campaign.py: the same --priors syntax
+
+    prior_of = prior_map(args.priors)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
