@@ -169,9 +169,15 @@ def build_posterior(
             if best[0] < g:
                 chosen = best[1]
     post = fits[chosen]
+    def _r(v: float) -> float | None:
+        return None if not np.isfinite(v) else round(float(v), 6)
+
     post.choice = {"model": chosen, "pinned": model != "auto",
-                   "cv_mse": {k: (None if not np.isfinite(v) else round(float(v), 6))
-                              for k, v in scores.items()}}
+                   "cv_mse": {k: _r(v) for k, v in scores.items()},
+                   # recorded beside the criterion (not used by the choice): measured in
+                   # docs/design-decisions.md, CV MSE on 8-24 rows is a noisy judge of rank
+                   "cv_crps": {k: _r(p.cv_crps) for k, p in fits.items()},
+                   "cv_spearman": {k: _r(p.cv_spearman) for k, p in fits.items()}}
     if len(fits) > 1:
         post.notes.append(
             f"model choice: {chosen} (K-fold cross-validated MSE of the mean, standardised: "

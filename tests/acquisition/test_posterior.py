@@ -148,3 +148,21 @@ def test_bad_input_is_one_sentence(pool):
         fit_pool_posterior(comp, ids, np.array([1, 2]), np.array([1.0, np.nan]))
     with pytest.raises(InputError, match="outside the pool"):
         fit_pool_posterior(comp, ids, np.array([1, 10_000]), np.array([1.0, 2.0]))
+
+
+def test_cv_crps_and_spearman_match_their_definitions() -> None:
+    from scipy.stats import norm, spearmanr
+
+    from activemil.acquisition.posterior import cv_crps, cv_spearman
+
+    rng = np.random.default_rng(0)
+    resid, sd = rng.normal(size=40), rng.uniform(0.5, 2.0, size=40)
+    z = np.abs(resid) / sd
+    # CRPS of N(mu, sd) at y by numerical integration of (F(x) - 1{x >= y})^2
+    x = np.linspace(-30, 30, 60001)
+    want = np.mean([np.trapezoid((norm.cdf(x, loc=0, scale=s) - (x >= r)) ** 2, x)
+                    for r, s in zip(resid, sd)])
+    assert cv_crps(resid, z) == pytest.approx(want, rel=1e-4)
+    y = rng.normal(size=40)
+    assert cv_spearman(y, resid) == pytest.approx(spearmanr(y, y - resid)[0])
+    assert np.isnan(cv_spearman(y[:2], resid[:2])) and np.isnan(cv_crps(resid * np.nan, z))

@@ -74,8 +74,12 @@ def test_build_posterior_chooses_transfer_when_the_prior_explains_the_target() -
     assert post.choice["model"] == "transfer" and post.prior
     assert post.choice["cv_mse"]["transfer"] < post.choice["cv_mse"]["gp"]
     pinned, _ = PR.build_posterior(bags, ids, truth[rows], transfer=z, model="gp")
-    assert pinned.choice == {"model": "gp", "pinned": True, "cv_mse": {"gp": pytest.approx(
-        post.choice["cv_mse"]["gp"])}}
+    assert pinned.choice["model"] == "gp" and pinned.choice["pinned"] is True
+    assert pinned.choice["cv_mse"] == {"gp": pytest.approx(post.choice["cv_mse"]["gp"])}
+    # CRPS and rank agreement are recorded beside the criterion, for every variant
+    assert set(post.choice["cv_crps"]) == set(post.choice["cv_spearman"]) == {"gp", "transfer"}
+    assert all(v > 0 for v in post.choice["cv_crps"].values())
+    assert post.choice["cv_spearman"]["transfer"] > 0.5
     with pytest.raises(InputError, match="needs prior tables"):
         PR.build_posterior(bags, ids, truth[rows], model="transfer")
     with pytest.raises(InputError, match="one finite value per pool row"):
