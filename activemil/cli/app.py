@@ -776,6 +776,10 @@ def simulate(
     if prior:
         from activemil.campaigns.priors import read_priors
 
+        if not any(n.endswith("+prior") for n in names):
+            raise InputError(
+                "--prior is used only by +prior strategies; add e.g. mil-kg+prior,gp-ei+prior,"
+                "baybe+prior to --strategy (beside the same strategies without it).")
         scenario = scenario.with_priors(read_priors(prior, prior_target or []))
     elif prior_target:
         raise InputError("--prior-target was given without --prior; pass --prior FILE too.")

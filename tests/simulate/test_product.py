@@ -185,3 +185,24 @@ def test_parallel_campaigns_match_serial(scenario70) -> None:
     pd.testing.assert_frame_equal(serial.records, parallel.records)
     assert set(serial.records.loc[serial.records.strategy == "gp-ucb", "mode"]) == \
         {"initial", "model"}
+
+
+def test_cli_simulate_prior_needs_a_prior_strategy_and_runs_one(tmp_path, synthetic_table) -> None:
+    data, prior = tmp_path / "t.csv", tmp_path / "p.csv"
+    synthetic_table(70).to_csv(data, index=False)
+    other = synthetic_table(70, seed=3).rename(columns={"Ru": "Rh"})
+    other.to_csv(prior, index=False)
+    base = ["simulate", "--data", str(data), "--target", "activity", "--maximize", "--budget",
+            "3", "--rounds", "1", "--seeds", "1", "--init", "8", "--fast", "--prior", str(prior),
+            "--prior-target", "activity"]
+    out = CliRunner().invoke(app, base + ["--strategy", "gp-kg", "-o", str(tmp_path / "a")])
+    assert out.exit_code != 0 and "only by +prior strategies" in " ".join(out.output.split())
+    out = CliRunner().invoke(app, base + ["--strategy", "gp-kg+prior,gp-kg", "-o",
+                                          str(tmp_path / "b")])
+    assert out.exit_code == 0, out.output
+    rec = pd.read_csv(tmp_path / "b" / "records.csv")
+    assert set(rec["strategy"]) == {"gp-kg+prior", "gp-kg"}
+    import json
+
+    settings = json.loads((tmp_path / "b" / "settings.json").read_text())
+    assert settings["priors"][0]["elements"] == ["Ag", "Pd", "Pt", "Rh"]
