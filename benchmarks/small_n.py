@@ -9,7 +9,9 @@ top-1% rows). Models, all through ``activemil.acquisition.build_posterior``:
 - ``chosen``: the per-round model choice among ``gp`` and ``mil`` (the MIL ensemble median as
   prior mean), as a campaign without priors makes it;
 - ``chosen+prior`` (tables with ``--priors``): the choice among ``gp``, ``mil`` and
-  ``transfer`` (the prior tables' GP mean as prior mean), as a campaign created with ``--prior``.
+  ``transfer`` (the prior tables' GP mean as prior mean), as a campaign created with ``--prior``;
+- with ``--pinned``, also ``mil`` and ``transfer`` pinned, so any other choice criterion can be
+  scored offline from the recorded ``cv_mse``, ``cv_crps`` and ``cv_spearman`` columns.
 
 The ``choice`` column records which variant won. Usage::
 
@@ -41,6 +43,7 @@ def main() -> None:
                     help="table=prior[+prior...], comma-separated")
     ap.add_argument("--mil-settings", default=None,
                     help="JSON make_surrogate('mil') settings (default: simulate --fast's)")
+    ap.add_argument("--pinned", action="store_true", help="also score mil and transfer pinned")
     ap.add_argument("--cache", default="out/feature-cache")
     ap.add_argument("-o", "--out", default="out/small-n")
     args = ap.parse_args()
@@ -94,6 +97,10 @@ def main() -> None:
                 variants = {"gp": {"model": "gp"}, "chosen": {"surrogate": mil}}
                 if transfer is not None:
                     variants["chosen+prior"] = {"surrogate": mil, "transfer": transfer}
+                if args.pinned:
+                    variants["mil"] = {"surrogate": mil, "model": "mil"}
+                    if transfer is not None:
+                        variants["transfer"] = {"transfer": transfer, "model": "transfer"}
                 for name, kw in variants.items():
                     t1 = time.perf_counter()
                     post, _ = build_posterior(bags, ids, truth[tr], maximize=sc.maximize,
@@ -107,6 +114,8 @@ def main() -> None:
                         "spearman": float(spearmanr(score[rest], sign * truth[rest])[0]),
                         "top8_hits": int(top1[top8].sum()),
                         "cv_mse": json.dumps(post.choice.get("cv_mse")),
+                        "cv_crps": json.dumps(post.choice.get("cv_crps")),
+                        "cv_spearman": json.dumps(post.choice.get("cv_spearman")),
                         "seconds": time.perf_counter() - t1 + (t_mil if name != "gp" else 0.0),
                     })
                     print(json.dumps(rows[-1]), flush=True)
