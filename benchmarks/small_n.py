@@ -80,8 +80,7 @@ def main() -> None:
         transfer = None
         if prior_of.get(table):
             tabs = [read_prior(data_path(DATASETS[p][0]), DATASETS[p][1]) for p in prior_of[table]]
-            data = PriorData.from_tables([(t.name, t.elements, t.fractions, t.values)
-                                          for t in tabs])
+            data = PriorData.from_priors(tabs)
             transfer, _ = prior_mean(data, sc.pool.elements, sc.pool.fractions,
                                      maximize=sc.maximize)
         for n in map(int, args.labels.split(",")):

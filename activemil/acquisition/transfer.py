@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,6 +76,12 @@ class PriorData:
             task.append(np.full(f.shape[0], t, np.int64))
         return cls(tuple(elements), np.vstack(fr), np.concatenate(val), np.concatenate(task),
                     tuple(str(t[0]) for t in tables))
+
+    @classmethod
+    def from_priors(cls, tables: Sequence[Any]) -> PriorData:
+        """From prior-table objects with ``name``, ``elements``, ``fractions`` and ``values``
+        (e.g. :class:`activemil.campaigns.priors.PriorTable`)."""
+        return cls.from_tables([(t.name, t.elements, t.fractions, t.values) for t in tables])
 
     def union(self, elements: Sequence[str]) -> tuple[str, ...]:
         """``elements`` followed by the prior-only elements."""

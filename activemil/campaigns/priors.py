@@ -15,9 +15,10 @@ path, target column, SHA-256 of the content, rows, elements). A prior:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,14 @@ class PriorTable:
         """The ``campaign.json`` entry of this table stored as ``file`` (relative path)."""
         return {"file": file, "source": self.source, "target": self.target,
                 "sha256": self.sha256, "rows": self.rows, "elements": list(self.elements)}
+
+
+def describe_prior(record: Mapping[str, Any]) -> str:
+    """One line for the user about a prior's ``campaign.json`` record (see
+    :meth:`PriorTable.record`)."""
+    return (f"Prior: {record.get('source') or record['file']} ({int(record['rows']):,} rows of "
+            f"{','.join(record['elements'])}, {record['target']}; sha256 "
+            f"{str(record['sha256'])[:12]}), learned from, never a measurement.")
 
 
 def read_prior(path: str | Path, target: str | None) -> PriorTable:
@@ -130,4 +139,4 @@ def load_stored(directory: Path, entry: dict) -> PriorTable:
                       fractions, values, digest, content)
 
 
-__all__ = ["PRIORS_DIR", "PriorTable", "load_stored", "read_prior", "read_priors", "stored_name"]
+__all__ = ["PRIORS_DIR", "PriorTable", "describe_prior", "load_stored", "read_prior", "read_priors", "stored_name"]

@@ -406,29 +406,21 @@ def prior_column(campaign: Campaign, pool: CandidatePool,
     if not tables:
         return None
     from activemil.acquisition.transfer import MAX_PRIOR_ROWS, PriorData, prior_mean
+    from activemil.featurize.cache import FeatureCache, cache_key
 
-    key = hashlib.sha256(json.dumps(
-        {"v": 1, "priors": [t.sha256 for t in tables], "targets": [t.target for t in tables],
-         "elements": list(pool.elements), "maximize": campaign.maximize, "cap": MAX_PRIOR_ROWS,
-         "pool": hashlib.sha256("\n".join(pool.ids).encode()).hexdigest()},
-        sort_keys=True).encode()).hexdigest()[:16]
-    path = campaign.derived_dir / "features" / f"prior-mean-{key}.npy"
-    if path.exists():
-        try:
-            z = np.load(path)
-            if z.shape == (len(pool),) and np.isfinite(z).all():
-                return z
-        except (OSError, ValueError):
-            pass  # a broken cache entry is recomputed
+    cache = FeatureCache(campaign.derived_dir / "features")
+    key = cache_key(
+        {"kind": "prior-mean", "v": 1, "priors": [t.sha256 for t in tables],
+         "targets": [t.target for t in tables], "elements": list(pool.elements),
+         "maximize": campaign.maximize, "cap": MAX_PRIOR_ROWS,
+         "pool": hashlib.sha256("\n".join(pool.ids).encode()).hexdigest()})
+    hit = cache.get(key)
+    if hit is not None and hit.get("z", np.zeros(0)).shape == (len(pool),):
+        return hit["z"]
     say(f"Fitting the prior GP on {sum(t.rows for t in tables):,} prior rows ...")
-    data = PriorData.from_tables([(t.name, t.elements, t.fractions, t.values) for t in tables])
-    z, _ = prior_mean(data, pool.elements, pool.fractions, maximize=campaign.maximize)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, z)
-    atomic_write(path, buf.getvalue())
+    z, _ = prior_mean(PriorData.from_priors(tables), pool.elements, pool.fractions,
+                      maximize=campaign.maximize)
+    cache.put(key, {"z": z})
     return z
 
 

@@ -238,7 +238,7 @@ def init(
             --target overpotential_V --minimize --prior plate-a.csv --prior-target overpotential_V
     """
     from activemil.campaigns import POLICIES, Campaign
-    from activemil.campaigns.priors import read_priors
+    from activemil.campaigns.priors import describe_prior, read_priors
     from activemil.space import DesignSpace
     from activemil.structures import available_recipes
 
@@ -314,8 +314,7 @@ def init(
         f"{f' ({_esc(camp.unit)})' if camp.unit else ''}, recipe {recipe}, encoder {encoder}."
     )
     for t in priors:
-        con.print(f"Prior: {_esc(t.source)} ({t.rows:,} rows of {','.join(t.elements)}, "
-                  f"{_esc(t.target)}; sha256 {t.sha256[:12]}), learned from, never a measurement.")
+        con.print(describe_prior(t.record(t.source)), markup=False)
     con.print(f"Next: activemil propose {directory} --budget 8", markup=False)
 
 
@@ -544,10 +543,10 @@ def status(directory: Path = typer.Argument(..., help="Campaign directory.")) ->
             con.print(f"Model choice of {r['batch']}: {r['model']} (cross-validated MSE of the "
                       f"mean on the campaign's measurements, standardised: {scores}).",
                       markup=False)
+    from activemil.campaigns.priors import describe_prior
+
     for p in camp.cfg.priors:
-        con.print(f"Prior: {p.source or p.file} ({p.rows:,} rows of {','.join(p.elements)}, "
-                  f"{p.target}; sha256 {p.sha256[:12]}), learned from, never a measurement.",
-                  markup=False)
+        con.print(describe_prior(p.model_dump()), markup=False)
     flying = camp.in_flight(state)
     if len(flying):
         t = Table(title="In flight")

@@ -107,13 +107,8 @@ def prior_data(scenario: Scenario, name: str) -> Any:
     """The scenario's prior tables as :class:`~activemil.acquisition.transfer.PriorData`, or an
     InputError naming the flags when it has none."""
     from activemil.acquisition.transfer import PriorData
-    from activemil.errors import InputError
 
-    if not scenario.priors:
-        raise InputError(f"Strategy {name} needs prior tables; pass --prior FILE "
-                         "--prior-target COLUMN.")
-    return PriorData.from_tables([(t.name, t.elements, t.fractions, t.values)
-                                  for t in scenario.priors])
+    return PriorData.from_priors(scenario.require_priors(name))
 
 
 class GPEIStrategy:

@@ -110,9 +110,8 @@ class CampaignStrategy:
     def start(self, scenario: Scenario, seed: int) -> CampaignSession:
         """Create the campaign of one backtest (strategy, ``seed``) on ``scenario``'s pool."""
         setup = self.setup
-        if self.use_prior and not scenario.priors:
-            raise InputError(f"Strategy {self.name} needs prior tables; pass --prior FILE "
-                             "--prior-target COLUMN.")
+        if self.use_prior:
+            scenario.require_priors(self.name)
         if setup.root is not None:
             directory = Path(setup.root) / self.name / f"seed-{seed}"
             if directory.exists():

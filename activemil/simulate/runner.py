@@ -400,10 +400,9 @@ def simulate(
     strategy_objs = [make_strategy(s, surrogate_settings, policy_kw, coverage)
                      if isinstance(s, str) else s for s in strategies]
     names = [s.name for s in strategy_objs]
-    needs_prior = [n for n in names if n.endswith("+prior")]
-    if needs_prior and not scenario.priors:
-        raise InputError(f"Strategy {needs_prior[0]} needs prior tables; pass --prior FILE "
-                         "--prior-target COLUMN.")
+    for n in names:
+        if n.endswith("+prior"):
+            scenario.require_priors(n)
     if len(set(names)) != len(names):
         raise InputError(f"Strategy list {','.join(names)} repeats a strategy; list each once.")
     if not strategy_objs:

@@ -89,6 +89,14 @@ class Scenario:
     def maximize(self) -> bool:
         return self.direction == "maximize"
 
+    def require_priors(self, strategy: str) -> tuple[PriorTable, ...]:
+        """The prior tables, or one sentence naming the flags when ``strategy`` needs them and
+        the scenario has none."""
+        if not self.priors:
+            raise InputError(f"Strategy {strategy} needs prior tables; pass --prior FILE "
+                             "--prior-target COLUMN.")
+        return self.priors
+
     def with_priors(self, priors: Sequence[PriorTable]) -> Scenario:
         """This scenario with prior tables for the ``+prior`` strategies.
 
