@@ -11,9 +11,14 @@ per-site rate without blocking; 200 held-out bags; recall@3/5 and Spearman per b
    ``w_k f(h_k)``. Under this form f is identified by bag means up to what the features
    cannot separate;
 3. the same per-site MLP trained on the per-site truth (not available in a campaign): an upper
-   bound that separates "the features cannot express it" from "bag labels do not pin it down".
+   bound that separates "the features cannot express it" from "bag labels do not pin it down";
+4. ``--models calibrated``: the product's calibrated surrogates, ``make_surrogate("conjunctive")``
+   and ``make_surrogate("sabatier")`` (per-site volcano of a zone-interaction descriptor), each
+   3-fold cross-conformal, and the **chosen** one of the two by out-of-fold MSE on the training
+   labels only (what a campaign can see). Attention and contributions are scored side by side.
 
     python benchmarks/site_recovery.py --sizes 50,100,200 --seeds 3
+    python benchmarks/site_recovery.py --sizes 50,100,200 --seeds 3 --models calibrated
 """
 
 from __future__ import annotations
@@ -68,6 +73,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="50,100,200")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--skip-mil", action="store_true")
+    ap.add_argument("--models", default="probes", choices=("probes", "calibrated"),
+                    help="probes (1-3 above) or the calibrated product surrogates and the choice")
+    ap.add_argument("--members", type=int, default=3, help="sabatier members per fold")
+    ap.add_argument("--restarts", type=int, default=1, help="sabatier random starts per member")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -89,6 +98,10 @@ def main() -> None:
     print("| n train | model | recall@3 | recall@5 | Spearman | test MAE |")
     print("|---|---|---|---|---|---|")
     print(f"| - | random ranking | {3 / ns:.3f} | {5 / ns:.3f} | 0 | - |")
+    if args.models == "calibrated":
+        calibrated(args, sizes, bags, truth, y, test, ns)
+        print(f"# {time.time() - t0:.0f}s")
+        return
     for n in sizes:
         variants = [] if args.skip_mil else [("conjunctive MIL", bags),
                                              ("conjunctive MIL, no side channel", noside)]
@@ -121,6 +134,56 @@ def main() -> None:
             print(f"| {n} | {name} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.4f} |",
                   flush=True)
     print(f"# {time.time() - t0:.0f}s")
+
+
+def _scores(c: np.ndarray, truth: np.ndarray, test: np.ndarray, ns: int) -> list[float]:
+    per = [attention_recall(c[i, :ns], truth[test[i], :ns]) for i in range(len(test))]
+    return [float(np.nanmean([p[k] for p in per])) for k in ("recall@3", "recall@5", "spearman")]
+
+
+def calibrated(args: argparse.Namespace, sizes: list[int], bags, truth: np.ndarray,
+               y: np.ndarray, test: np.ndarray, ns: int) -> None:
+    """Point 4: calibrated conjunctive MIL vs calibrated sabatier, and the OOF-MSE choice."""
+    from activemil.surrogates import make_surrogate
+
+    makers = {
+        "conjunctive": lambda s: make_surrogate("conjunctive", n_folds=3, n_members=1, seed=s),
+        "sabatier": lambda s: make_surrogate("sabatier", n_folds=3, n_members=args.members,
+                                           restarts=args.restarts, seed=s),
+    }
+    print("| n train | model | scored | recall@3 | recall@5 | Spearman | per seed recall@3 | "
+          "per seed Spearman | test MAE | OOF MSE (std. y) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        rows: dict[tuple[str, str], list] = {}
+        for seed in range(args.seeds):
+            tr = np.random.default_rng(seed).choice(max(sizes), size=n, replace=False)
+            got = {}
+            for name, make in makers.items():
+                t1 = time.time()
+                m = make(seed).fit(bags.subset(tr), y[tr])
+                o = m.predict(bags.subset(test))
+                oof = np.asarray(m.oof_median)
+                ok = np.isfinite(oof)
+                mse = float(np.mean(((oof[ok] - y[tr][ok]) / y[tr].std()) ** 2))
+                mae = float(np.abs(o.median - y[test]).mean())
+                got[name] = (o, mse, mae)
+                for what, arr in (("attention", o.attention), ("contributions", o.contributions)):
+                    if arr is not None:
+                        rows.setdefault((name, what), []).append(_scores(arr, truth, test, ns) + [mae, mse])
+                print(f"#   n={n} seed={seed} {name}: {time.time() - t1:.0f}s, OOF MSE {mse:.3f}",
+                      flush=True)
+            pick = min(got, key=lambda k: got[k][1])
+            o, mse, mae = got[pick]
+            rows.setdefault((f"chosen by OOF MSE", "contributions"), []).append(
+                _scores(o.contributions, truth, test, ns) + [mae, mse, pick])
+        for (name, what), res in rows.items():
+            r = np.mean([x[:5] for x in res], 0)
+            picks = [x[6] for x in res] if len(res[0]) > 6 else None
+            label = name + (f" ({', '.join(picks)})" if picks else "")
+            print(f"| {n} | {label} | {what} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | "
+                  f"{' '.join(f'{x[0]:.2f}' for x in res)} | {' '.join(f'{x[2]:.2f}' for x in res)} | "
+                  f"{r[3]:.4f} | {r[4]:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 
 from activemil.errors import InputError
 from activemil.space import CandidatePool
+from activemil.surrogates.names import SURROGATE_KINDS
 
 #: built-in strategy name -> (campaign surrogate kind, acquisition policy); kind ``None`` marks
 #: a peer that runs in the runner, not through a campaign (``random``, ``gp-ei``, ``baybe``)
@@ -32,7 +33,7 @@ STRATEGIES: dict[str, tuple[str | None, str]] = {
 }
 #: strategies that run beside the campaigns with the same initial rows (honest peers)
 PEERS: tuple[str, ...] = ("gp-ei", "baybe", "random")
-_KINDS = ("mil", "conjunctive", "mean", "max", "gp", "hybrid")
+_KINDS = SURROGATE_KINDS
 _POLICIES = ("ucb", "thompson", "kg", "logei", "lognei", "greedy", "random")
 
 #: small, fast surrogate settings for quick backtests (``activemil simulate --fast``,

@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "calibration_report": "metrics",
     "reliability_plot": "metrics",
     "MILRegressor": "mil",
+    "SabatierRegressor": "sabatier",
     "TrainSettings": "mil",
     "POOLINGS": "net",
     "MILQuantileNet": "net",
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from activemil.surrogates.gp import CompositionBaseline, GPSurrogate, HybridSurrogate
     from activemil.surrogates.metrics import calibration_report, reliability_plot
     from activemil.surrogates.mil import MILRegressor, TrainSettings
+    from activemil.surrogates.sabatier import SabatierRegressor
     from activemil.surrogates.net import POOLINGS, MILQuantileNet, NetConfig, pinball_loss
     from activemil.surrogates.synthetic import make_synthetic_bags
 
@@ -96,6 +98,7 @@ __all__ = [
     "MILRegressor",
     "NetConfig",
     "Prediction",
+    "SabatierRegressor",
     "Surrogate",
     "TrainSettings",
     "apply_offsets",

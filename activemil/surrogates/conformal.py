@@ -306,7 +306,8 @@ class ConformalMIL(Surrogate):
 
 def make_surrogate(kind: str = "mil", **settings: object) -> Surrogate:
     """A conformally calibrated surrogate of ``kind``: ``mil`` (gated attention, default),
-    ``conjunctive``, ``mean``, ``max``, ``gp``, ``hybrid``.
+    ``conjunctive``, ``mean``, ``max``, ``gp``, ``hybrid``, ``sabatier`` (per-site volcano of a
+    zone-linear descriptor; ``zones`` features only, see :mod:`activemil.surrogates.sabatier`).
 
     Settings: ``calibration`` (``none|split|split-mondrian|cv|cv-mondrian``, default
     ``cv-mondrian``), ``n_folds`` (5), ``n_members`` (3; 1 for ``gp``, whose fit is

@@ -16,6 +16,7 @@ from activemil.surrogates.base import Surrogate, check_training_data
 from activemil.surrogates.gp import GPSurrogate, HybridSurrogate
 from activemil.surrogates.mil import MILRegressor
 from activemil.surrogates.prediction import Prediction
+from activemil.surrogates.sabatier import SabatierRegressor
 
 #: member classes with a site head (accept ``fit(..., sites=)`` and ``predict_sites``)
 _SITE_MODELS = (MILRegressor, HybridSurrogate)
@@ -28,6 +29,7 @@ KINDS: dict[str, tuple[type[Surrogate], dict]] = {
     "max": (MILRegressor, {"pooling": "max"}),
     "gp": (GPSurrogate, {}),
     "hybrid": (HybridSurrogate, {}),
+    "sabatier": (SabatierRegressor, {}),
 }
 
 

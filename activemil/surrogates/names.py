@@ -4,6 +4,7 @@ validation). :data:`activemil.surrogates.ensemble.KINDS` maps each kind to its c
 from __future__ import annotations
 
 #: every kind ``make_surrogate`` accepts
-SURROGATE_KINDS: tuple[str, ...] = ("mil", "conjunctive", "mean", "max", "gp", "hybrid")
+SURROGATE_KINDS: tuple[str, ...] = ("mil", "conjunctive", "mean", "max", "gp", "hybrid",
+                                    "sabatier")
 #: conformal calibration schemes of ``ConformalMIL``
 CALIBRATIONS: tuple[str, ...] = ("none", "split", "split-mondrian", "cv", "cv-mondrian")
