@@ -20,7 +20,7 @@ import argparse
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +36,10 @@ class Timed:
     def __getattr__(self, name: str) -> object:
         return getattr(self.model, name)
 
-    def predict(self, bags):  # noqa: ANN001, ANN201
+    def predict(self, bags: object) -> object:
         t0 = time.perf_counter()
-        pred = self.model.predict(bags)
-        if len(bags) == self.n_pool:
+        pred = self.model.predict(bags)  # type: ignore[attr-defined]
+        if len(bags) == self.n_pool:  # type: ignore[arg-type]
             self.seconds += time.perf_counter() - t0
         return pred
 
@@ -63,7 +63,7 @@ def main() -> None:
     from activemil.simulate.strategies import FAST_SURROGATE_SETTINGS
     from activemil.surrogates import make_surrogate
 
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} cores, python {platform.python_version()}, torch {torch.__version__}, "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     sc = Scenario.from_dataset("agirpdptru-orr")
