@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -116,6 +116,8 @@ class PoolPosterior:
             values (the rank agreement acquisition needs; NaN below 3 scored rows).
         choice: the model choice this posterior won (see ``build_posterior``).
         prior_source: what the prior-mean column holds (for notes), when ``prior``.
+        prior_pending: the pool's prior-mean column is not set yet (NaN): the model is fitted
+            and scored on the training points only; :meth:`with_prior_median` completes it.
         cv_coverage: cross-validated coverage of the calibrated ``1 - alpha`` interval.
         notes: one-line remarks for the user.
     """
@@ -140,6 +142,7 @@ class PoolPosterior:
     prior_source: str = "MIL median"
     notes: list[str] = field(default_factory=list)
     choice: dict = field(default_factory=dict)
+    prior_pending: bool = False
 
     @property
     def n(self) -> int:
@@ -155,6 +158,8 @@ class PoolPosterior:
 
         The whole-pool values are computed once and cached (the model is fixed once fitted).
         """
+        if self.prior_pending:
+            raise RuntimeError("the pool's prior-mean column is not set; call with_prior_median")
         cache = self.__dict__.get("_mean_var")
         if cache is None:
             cache = self._mean_var(self.X, chunk)
@@ -163,6 +168,18 @@ class PoolPosterior:
             return cache
         r = np.asarray(rows, dtype=np.int64)
         return cache[0][r], cache[1][r]
+
+    def with_prior_median(self, prior_median: np.ndarray) -> PoolPosterior:
+        """This posterior with the pool's prior-mean column set from ``prior_median [N]``
+        (target units), as :func:`fit_pool_posterior` would have set it.
+
+        The model, fitted and calibrated on the training points only, is shared unchanged: it
+        never reads the pool column, so the result equals fitting with ``prior_median`` given.
+        """
+        X = self.X.clone()
+        X[:, -1] = torch.as_tensor(
+            _prior_column(prior_median, self.n, self.maximize, self.y_mean, self.y_std))
+        return replace(self, X=X, prior_pending=False)
 
     def _mean_var(self, X: Tensor, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         mu, var = [], []
@@ -204,6 +221,16 @@ class PoolPosterior:
         with torch.no_grad():
             y = self.model.posterior(Xn).mean
         return self.model.condition_on_observations(Xn, y)
+
+
+def _prior_column(prior_median: np.ndarray, n_pool: int, maximize: bool, y_mean: float,
+                  y_std: float) -> np.ndarray:
+    """The prior-mean input column ``[N]``: ``prior_median [N]`` standardised and oriented."""
+    sign = 1.0 if maximize else -1.0
+    pm = sign * (np.asarray(prior_median, dtype=np.float64).reshape(-1) - y_mean) / y_std
+    if pm.shape != (n_pool,) or not np.isfinite(pm).all():
+        raise InputError("The prior median must be one finite value per pool row.")
+    return pm
 
 
 KERNELS: tuple[str, ...] = ("rbf", "matern")
@@ -386,7 +413,9 @@ def fit_pool_posterior(
         maximize: target direction.
         prior_median: ``[N]`` MIL ensemble median over the pool (target units), or ``None``.
         prior_train: ``[n]`` the MIL's out-of-fold median at the training points (else the pool
-            median at their rows).
+            median at their rows). Given without ``prior_median`` (then all finite), the
+            posterior is fitted and scored without the pool's prior column and comes back with
+            ``prior_pending``; :meth:`PoolPosterior.with_prior_median` completes it.
         embedding: ``[N, d]`` MIL bag embeddings, or ``None``.
         embedding_dims: principal components of the embedding the kernel sees (0 = none).
         kernel: ``rbf`` (default) or ``matern`` (see :func:`_base_kernel`).
@@ -426,11 +455,16 @@ def fit_pool_posterior(
         n_emb = emb.shape[1]
         cols.append(emb)
     d_kernel = sum(c.shape[1] for c in cols)
-    prior = prior_median is not None
-    if prior:
-        pm = sign * (np.asarray(prior_median, dtype=np.float64).reshape(-1) - y_mean) / y_std
-        if pm.shape != (n_pool,) or not np.isfinite(pm).all():
-            raise InputError("The prior median must be one finite value per pool row.")
+    prior = prior_median is not None or prior_train is not None
+    pending = prior_median is None and prior_train is not None
+    if pending:  # the fit reads only the training points; the pool column comes later
+        pt = np.asarray(prior_train, dtype=np.float64).reshape(-1)
+        if pt.shape != y.shape or not np.isfinite(pt).all():
+            raise InputError("Without the pool's prior median, the prior at the training points "
+                             "must be one finite value per measurement.")
+        pm = np.full(n_pool, np.nan)
+    elif prior:
+        pm = _prior_column(prior_median, n_pool, maximize, y_mean, y_std)
     else:
         pm = np.zeros(n_pool)
     X = torch.as_tensor(np.hstack(cols + [pm[:, None]]), dtype=torch.float64)
@@ -468,5 +502,5 @@ def fit_pool_posterior(
         alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
         cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
         cv_crps=cv_crps(resid, z), cv_spearman=cv_spearman(train_Y[:, 0].numpy(), resid),
-        notes=notes,
+        notes=notes, prior_pending=pending,
     )

@@ -18,6 +18,8 @@ from activemil.surrogates.prediction import ALPHAS, MEDIAN_INDEX, Prediction, in
 
 COLUMNS = ("rank", "id", "acquisition", "policy", "median", "lo_05", "hi_05", "lo_10", "hi_10",
            "lo_20", "hi_20", "stratum", "top_sites")
+#: most attended sites listed per pick in ``top_sites``
+TOP_K_SITES = 3
 
 
 def policy_settings(kw: dict[str, Any]) -> P.PolicySettings:
@@ -93,6 +95,7 @@ def build_posterior(
     kernel: str = "rbf",
     model: str = "auto",
     seed: int = 0,
+    lazy: bool = True,
 ) -> tuple[PoolPosterior, Prediction | None]:
     """The calibrated posterior over the pool ``bags`` and the surrogate's own pool prediction.
 
@@ -118,6 +121,16 @@ def build_posterior(
             standardised, oriented units (:func:`~activemil.acquisition.transfer.prior_mean`),
             or ``None``.
         embedding_dims, prior_in_kernel, kernel: options of :func:`fit_pool_posterior`.
+        lazy: score ``mil`` on the training points only and predict the pool with the MIL
+            only if ``mil`` is chosen (pinned or won). The scores read only the MIL's
+            out-of-fold median at the training rows, so choice, scores and posterior equal the
+            eager path's (``lazy=False``: predict the pool first). Eager anyway when the
+            scores need the pool prediction: ``embedding_dims > 0`` (PCA over the pool) or no
+            finite out-of-fold median at every training row.
+
+    Returns:
+        ``(posterior, prediction)``: ``prediction`` is the surrogate's ``Prediction`` over the
+        whole pool when it was computed (``mil`` chosen, or the eager path), else ``None``.
     """
     from activemil.surrogates.base import composition_columns
 
@@ -142,13 +155,18 @@ def build_posterior(
     if "gp" in wanted or (surrogate is None and transfer is None):
         fits["gp"] = fit_pool_posterior(comp, tuple(bags.ids), train_rows, y, **common)
     if surrogate is not None and "mil" in wanted:
-        pred = surrogate.predict(bags)
         oof = getattr(surrogate, "oof_median", None)
-        fits["mil"] = fit_pool_posterior(
-            comp, tuple(bags.ids), train_rows, y, prior_median=pred.median,
-            prior_train=None if oof is None or len(oof) != len(train_ids) else oof,
-            embedding=pred.embedding, embedding_dims=embedding_dims,
-            prior_in_kernel=prior_in_kernel, **common)
+        oof = None if oof is None or len(oof) != len(train_ids) else np.asarray(oof, float)
+        if lazy and embedding_dims <= 0 and oof is not None and np.isfinite(oof).all():
+            fits["mil"] = fit_pool_posterior(  # pool column pending until chosen
+                comp, tuple(bags.ids), train_rows, y, prior_train=oof,
+                prior_in_kernel=prior_in_kernel, **common)
+        else:
+            pred = surrogate.predict(bags)
+            fits["mil"] = fit_pool_posterior(
+                comp, tuple(bags.ids), train_rows, y, prior_median=pred.median, prior_train=oof,
+                embedding=pred.embedding, embedding_dims=embedding_dims,
+                prior_in_kernel=prior_in_kernel, **common)
         fits["mil"].prior_source = "MIL median"
     if transfer is not None and "transfer" in wanted:
         tz = np.asarray(transfer, dtype=np.float64).reshape(-1)
@@ -169,6 +187,10 @@ def build_posterior(
             if best[0] < g:
                 chosen = best[1]
     post = fits[chosen]
+    if post.prior_pending:  # mil chosen: now the pool's prior mean is needed
+        pred = surrogate.predict(bags)
+        post = post.with_prior_median(pred.median)
+
     def _r(v: float) -> float | None:
         return None if not np.isfinite(v) else round(float(v), 6)
 
@@ -186,7 +208,12 @@ def build_posterior(
 
 
 def posterior_prediction(post: PoolPosterior, pred: Prediction | None, strata: np.ndarray) -> Prediction:
-    """The posterior's calibrated 9 quantiles over the whole pool as a :class:`Prediction`."""
+    """The posterior's calibrated 9 quantiles over the whole pool as a :class:`Prediction`.
+
+    Attention, contributions and embedding are ``pred``'s (the surrogate's pool prediction);
+    without it (``None``: not needed by the chosen posterior) attention and contributions are
+    ``None`` and the embedding is the posterior's kernel inputs ``[N, d - 1]``.
+    """
     q = post.quantiles()
     return Prediction(
         ids=post.ids, quantiles=q, member_quantiles=q[None],
@@ -210,7 +237,7 @@ def propose_from_posterior(
     site_index: np.ndarray | None = None,
     site_kind: np.ndarray | None = None,
     site_kind_names: Sequence[str] = (),
-    top_k_sites: int = 3,
+    top_k_sites: int = TOP_K_SITES,
     **policy_kw: Any,
 ) -> pd.DataFrame:
     """Choose ``q`` candidates on a fitted posterior.
@@ -311,7 +338,9 @@ def propose_batch(
     mean, the embedding and the attention shown in ``top_sites``; ``transfer`` (the prior
     tables' GP mean over the pool) adds the transfer posterior to the model choice. Measured ids are always
     excluded. Returns ``(table, posterior, surrogate's pool prediction or None)``; the table is
-    as :func:`propose_from_posterior`'s.
+    as :func:`propose_from_posterior`'s. The pool prediction is ``None`` unless the chosen
+    posterior needed it (see :func:`build_posterior`); ``top_sites`` then comes from
+    predicting the q picked bags only.
     """
     t0 = time.perf_counter()
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
@@ -330,6 +359,14 @@ def propose_batch(
         site_index=np.asarray(bags.site_index), site_kind=np.asarray(bags.site_kind),
         site_kind_names=kinds, **policy_kw,
     )
+    if pred is None and surrogate is not None:  # attention of the picks only
+        index = {c: i for i, c in enumerate(bags.ids)}
+        picked = bags.subset(np.array([index[c] for c in df["id"]], dtype=np.int64))
+        att = surrogate.predict(picked).attention
+        df["top_sites"] = [top_sites_text(att, np.asarray(picked.site_index),
+                                          np.asarray(picked.site_kind), kinds, i,
+                                          int(policy_kw.get("top_k_sites", TOP_K_SITES)))
+                           for i in range(len(df))]
     df.attrs["fit_seconds"] = t1 - t0
     df.attrs["seconds"] = time.perf_counter() - t0
     return df, post, pred

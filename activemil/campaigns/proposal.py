@@ -41,7 +41,9 @@ class ProposalResult:
         notes: one-line remarks for the user (e.g. why the batch is space-filling).
         pool_prediction: in model mode, the calibrated posterior's quantiles over the whole
             pool (a ``surrogates.Prediction`` whose ids are the pool's, plus measured off-grid
-            points), else ``None``.
+            points), else ``None``. Its ``attention`` and ``contributions`` are the MIL's over
+            the pool only when the chosen posterior needed the MIL's pool prediction (``mil``),
+            else ``None`` (the picks' attention is in ``table["top_sites"]``).
     """
 
     batch: str

@@ -40,6 +40,9 @@ def test_model_batch_records_the_posterior_choice(make_campaign, tmp_path, kind,
     i = list(pred.ids).index(res.table["id"].iloc[0])
     assert pred.quantiles[i, 4] == pytest.approx(res.table["median"].iloc[0])
     assert np.all(np.diff(pred.quantiles, axis=1) >= 0)
+    if kind == "mil":  # the picks' top sites whichever posterior won; pool attention only if mil
+        assert all(e.data["top_sites"] for e in Campaign.open(c.path).events()[-4:])
+        assert (pred.attention is not None) == (post["model"] == "mil")
 
 
 def test_in_flight_candidates_are_conditioned_on(make_campaign, tmp_path):
