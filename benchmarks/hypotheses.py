@@ -66,6 +66,9 @@ def main() -> None:
     ap.add_argument("--moves-only", action="store_true", help="only the move scoring")
     ap.add_argument("--top", type=int, default=10, help="candidates explained per seed")
     ap.add_argument("--oracle-size", type=int, default=48)
+    ap.add_argument("--move-kind", default="conjunctive",
+                    help="surrogate kind that explains the candidates in --moves (conjunctive, "
+                         "sabatier)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -139,7 +142,7 @@ def score_moves(args, sizes, seeds, pool, sub, bags, y, test) -> None:
     t0 = time.time()
     for seed in range(seeds):
         train = np.random.default_rng(seed).choice(n, size=n, replace=False)
-        model = make_surrogate("conjunctive", seed=seed, **MOVE_SURROGATE).fit(
+        model = make_surrogate(args.move_kind, seed=seed, **MOVE_SURROGATE).fit(
             bags.subset(train), y[train])
         pred_test = model.predict(bags.subset(test))
         top = [sub.ids[test[i]] for i in np.argsort(-pred_test.median, kind="stable")[: args.top]]

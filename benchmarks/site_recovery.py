@@ -73,10 +73,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="50,100,200")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--skip-mil", action="store_true")
-    ap.add_argument("--models", default="probes", choices=("probes", "calibrated"),
+    ap.add_argument("--models", default="probes", choices=("probes", "calibrated", "volcano"),
                     help="probes (1-3 above) or the calibrated product surrogates and the choice")
     ap.add_argument("--members", type=int, default=3, help="sabatier members per fold")
     ap.add_argument("--restarts", type=int, default=1, help="sabatier random starts per member")
+    ap.add_argument("--ridge", type=float, default=0.0, help="sabatier L2 penalty")
+    ap.add_argument("--link-init", default="unit", choices=("ls", "unit"),
+                    help="start of the sabatier link (see SabatierRegressor)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -98,6 +101,10 @@ def main() -> None:
     print("| n train | model | recall@3 | recall@5 | Spearman | test MAE |")
     print("|---|---|---|---|---|---|")
     print(f"| - | random ranking | {3 / ns:.3f} | {5 / ns:.3f} | 0 | - |")
+    if args.models == "volcano":
+        volcano_probes(args, sizes, bags, truth, y, test, ns, sim)
+        print(f"# {time.time() - t0:.0f}s")
+        return
     if args.models == "calibrated":
         calibrated(args, sizes, bags, truth, y, test, ns)
         print(f"# {time.time() - t0:.0f}s")
@@ -141,6 +148,69 @@ def _scores(c: np.ndarray, truth: np.ndarray, test: np.ndarray, ns: int) -> list
     return [float(np.nanmean([p[k] for p in per])) for k in ("recall@3", "recall@5", "spearman")]
 
 
+def volcano_probes(args: argparse.Namespace, sizes: list[int], bags, truth: np.ndarray,
+                   y: np.ndarray, test: np.ndarray, ns: int, sim: HEAORRSimulator) -> None:
+    """Point 5 (``--models volcano``): is it information or optimisation? The sabatier form
+    (:mod:`activemil.surrogates.sabatier`) (a) fitted by least squares to the oracle's true site
+    energies (what the family can express), and (b) started there, then trained on bag labels
+    only with the product's loss: if (b) stays near (a), 200 bag labels do support the truth."""
+    from activemil.simulators.hea_orr import KB_EV
+    from activemil.surrogates.sabatier import _rates, centre_basis, zones_layout
+
+    f = bags.features.astype(np.float64)
+    m = bags.mask
+    ontop, fcc = (f[:, :, 0] == 1) & m, (f[:, :, 1] == 1) & m
+    e = np.zeros(m.shape)
+    e[ontop] = sim.oh.predict_features(f[ontop][:, 2:22])
+    e[fcc] = sim.o.predict_features(f[fcc][:, 22:52]) * sim.o_scale
+    kt = KB_EV * sim.temperature
+    e = (e - sim.g_opt) / kt  # the oracle's volcano coordinate, kT units
+    kinds, layout, n_el = zones_layout(bags)
+    print("| n train | sabatier form | recall@3 | recall@5 | Spearman | train loss (std. y) |")
+    print("|---|---|---|---|---|---|")
+    for inter in ("none", "centre"):
+        phi = centre_basis(f, kinds, layout, n_el, inter)
+        keep = phi[m].std(0) > 1e-9
+        mu, sd = phi[m][:, keep].mean(0), phi[m][:, keep].std(0)
+        x = torch.as_tensor((phi[..., keep] - mu) / sd, dtype=torch.float32)
+        w0 = np.linalg.lstsq(np.hstack([x.numpy()[m], np.ones((int(m.sum()), 1))]), e[m],
+                             rcond=None)[0]
+        wt = torch.as_tensor(np.where(m, bags.weights, 0.0), dtype=torch.float32)
+        for n in sizes:
+            tr = np.random.default_rng(0).choice(max(sizes), size=n, replace=False)
+            yt = torch.as_tensor((y[tr] - y[tr].mean()) / y[tr].std(), dtype=torch.float32)
+            w = torch.tensor(w0[:-1], dtype=torch.float32, requires_grad=True)
+            c = torch.tensor(w0[-1], dtype=torch.float32, requires_grad=True)
+            # the oracle's own cap (j_D = 1 against a peak rate exp(A0)) and the least-squares
+            # link for the true descriptor: the exact start, in the model's parameters
+            a0 = (0.86 - sim.eu) / kt
+            d = torch.tensor(-a0, dtype=torch.float32, requires_grad=True)
+            with torch.no_grad():
+                s0 = (_rates(x[tr], w, c, d, 0.01) * wt[tr]).sum(1)
+                sc = s0 - s0.mean()
+                b0 = float((sc * (yt - yt.mean())).sum() / (sc * sc).sum())
+            a = torch.tensor(float(yt.mean()) - b0 * float(s0.mean()), requires_grad=True)
+            b = torch.tensor(b0, requires_grad=True)
+            with torch.no_grad():
+                r0 = (_rates(x[test], w, c, d, 0.01) * wt[test]).numpy()
+                l0 = float((((a + b * s0) - yt) ** 2).mean())
+            opt = torch.optim.Adam([w, c, d, a, b], lr=1e-3)
+            for _ in range(1500):
+                opt.zero_grad()
+                pred = a + b * (_rates(x[tr], w, c, d, 0.01) * wt[tr]).sum(1)
+                loss = ((pred - yt) ** 2).mean()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                r1 = (_rates(x[test], w, c, d, 0.01) * wt[test]).numpy()
+            for label, r, lo in ((f"{inter}: least squares on true energies", r0, l0),
+                                 (f"{inter}: started there, trained on bag labels", r1,
+                                  float(loss.detach()))):
+                sc = _scores(r, truth, test, ns)
+                print(f"| {n} | {label} | {sc[0]:.3f} | {sc[1]:.3f} | {sc[2]:.3f} | {lo:.4f} |",
+                      flush=True)
+
+
 def calibrated(args: argparse.Namespace, sizes: list[int], bags, truth: np.ndarray,
                y: np.ndarray, test: np.ndarray, ns: int) -> None:
     """Point 4: calibrated conjunctive MIL vs calibrated sabatier, and the OOF-MSE choice."""
@@ -149,7 +219,9 @@ def calibrated(args: argparse.Namespace, sizes: list[int], bags, truth: np.ndarr
     makers = {
         "conjunctive": lambda s: make_surrogate("conjunctive", n_folds=3, n_members=1, seed=s),
         "sabatier": lambda s: make_surrogate("sabatier", n_folds=3, n_members=args.members,
-                                           restarts=args.restarts, seed=s),
+                                           restarts=args.restarts, link_init=args.link_init,
+                                           ridge=args.ridge,
+                                           seed=s),
     }
     print("| n train | model | scored | recall@3 | recall@5 | Spearman | per seed recall@3 | "
           "per seed Spearman | test MAE | OOF MSE (std. y) |")
@@ -179,7 +251,7 @@ def calibrated(args: argparse.Namespace, sizes: list[int], bags, truth: np.ndarr
                 _scores(o.contributions, truth, test, ns) + [mae, mse, pick])
         for (name, what), res in rows.items():
             r = np.mean([x[:5] for x in res], 0)
-            picks = [x[6] for x in res] if len(res[0]) > 6 else None
+            picks = [str(x[5]) for x in res] if len(res[0]) > 5 else None
             label = name + (f" ({', '.join(picks)})" if picks else "")
             print(f"| {n} | {label} | {what} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | "
                   f"{' '.join(f'{x[0]:.2f}' for x in res)} | {' '.join(f'{x[2]:.2f}' for x in res)} | "
