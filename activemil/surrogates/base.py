@@ -32,6 +32,9 @@ class Surrogate(ABC):
     """
 
     kind: ClassVar[str] = ""
+    #: how an ensemble averages this model's per-site contributions (see
+    #: :func:`activemil.surrogates.ensemble.combine_predictions`)
+    contribution_mean: ClassVar[str] = "arithmetic"
     n_train: int = 0
 
     def __init_subclass__(cls, **kw: Any) -> None:

@@ -256,7 +256,8 @@ class ConformalMIL(Surrogate):
         n_nets = sum(m.n_members for m in self.models)
         with ProgressBar(progress_enabled() and len(bags) > 1000, n_nets,
                          f"predicting {len(bags):,} bags", unit="nets") as bar:
-            raw = combine_predictions([m.predict(bags, on_member=bar.advance) for m in self.models])
+            raw = combine_predictions([m.predict(bags, on_member=bar.advance) for m in self.models],
+                                      self.models[0].contribution_mean)
         tau = self.tau_for(np.asarray(bags.strata))
         raw.quantiles = apply_offsets(raw.quantiles, tau, self.alphas)
         raw.member_quantiles = apply_offsets(raw.member_quantiles, tau, self.alphas)

@@ -55,9 +55,16 @@ def make_member(kind: str, seed: int, settings: dict) -> Surrogate:
     return cls(seed=seed, **fixed, **settings)
 
 
-def combine_predictions(preds: Sequence[Prediction]) -> Prediction:
+def combine_predictions(preds: Sequence[Prediction], contribution_mean: str = "arithmetic") -> Prediction:
     """Pool members: concatenate ``member_quantiles`` and average quantiles, attention,
-    embedding and contributions (quantile averaging keeps them sorted)."""
+    embedding and contributions (quantile averaging keeps them sorted).
+
+    ``contribution_mean="geometric"``: contributions ``[B,K]`` are the geometric mean of the
+    members' magnitudes with the sign of their arithmetic mean (0 where any member is 0, e.g.
+    padding), and attention is each site's share of that; for models whose contributions are
+    rates (``SabatierRegressor``), so averaging them is averaging log-rates."""
+    if contribution_mean not in ("arithmetic", "geometric"):
+        raise ValueError(f"contribution_mean {contribution_mean!r}: arithmetic or geometric")
     first = preds[0]
     members = np.concatenate([p.member_quantiles for p in preds], axis=0)  # [M,B,9]
 
@@ -67,14 +74,23 @@ def combine_predictions(preds: Sequence[Prediction]) -> Prediction:
             return None
         return np.mean(np.stack(vals), axis=0)
 
+    contrib, attention = avg("contributions"), avg("attention")
+    if contribution_mean == "geometric" and contrib is not None:
+        c = np.stack([p.contributions for p in preds])  # type: ignore[misc]  # [M,B,K]
+        mag = np.abs(c)
+        with np.errstate(divide="ignore"):
+            geo = np.exp(np.log(mag).mean(axis=0))
+        contrib = np.sign(contrib) * np.where((mag > 0).all(axis=0), geo, 0.0)
+        tot = np.abs(contrib).sum(axis=1, keepdims=True)
+        attention = np.abs(contrib) / np.maximum(tot, 1e-300)
     return Prediction(
         ids=first.ids,
         quantiles=members.mean(axis=0),
         member_quantiles=members,
-        attention=avg("attention"),
+        attention=attention,
         embedding=avg("embedding"),  # type: ignore[arg-type]
         strata=first.strata,
-        contributions=avg("contributions"),
+        contributions=contrib,
     )
 
 
@@ -99,6 +115,11 @@ class Ensemble(Surrogate):
             make_member(kind, self.seed + m, self._settings) for m in range(self.n_members)
         ]
         self.n_train = 0
+
+    @property
+    def contribution_mean(self) -> str:  # type: ignore[override]
+        """The members' :attr:`Surrogate.contribution_mean`."""
+        return type(self.members[0]).contribution_mean
 
     def settings(self) -> dict:
         return {"kind": self.member_kind, "n_members": self.n_members, "seed": self.seed,
@@ -135,7 +156,7 @@ class Ensemble(Surrogate):
             preds.append(m.predict(bags))
             if on_member is not None:
                 on_member()
-        return combine_predictions(preds)
+        return combine_predictions(preds, self.contribution_mean)
 
     def predict_sites(self, sites: SiteSet) -> np.ndarray:
         """Members' mean site-energy prediction ``[S]`` (eV)."""

@@ -138,6 +138,9 @@ class SabatierRegressor(Surrogate):
     """
 
     kind = "sabatier"
+    #: members' site rates are averaged in log space (their volcano distances), measured
+    #: better than the arithmetic mean (docs/design-decisions.md)
+    contribution_mean = "geometric"
 
     def __init__(self, seed: int = 0, restarts: int = 1, steps: int = 1200, lbfgs_iter: int = 300,
                  tau0: float = 3.0, lr: float = 2e-2, ridge: float = 0.0,

@@ -106,3 +106,23 @@ def test_rule_hypotheses_read_sabatier_contributions(task) -> None:
     s = make_surrogate("sabatier", n_folds=3, n_members=1, seed=0, **FAST).fit(bags, y)
     signal, basis = member_site_signal(s, bags.subset(np.arange(4)))
     assert basis == "contribution" and signal.shape == (3, 4, bags.mask.shape[1])
+
+
+def test_ensemble_averages_sabatier_rates_in_log_space(task) -> None:
+    from activemil.hypotheses.rules import member_site_signal
+    from activemil.surrogates import combine_predictions
+
+    bags, y, _ = task
+    s = make_surrogate("sabatier", n_folds=3, n_members=2, seed=0, **FAST).fit(bags, y)
+    sub = bags.subset(np.arange(5))
+    p = s.predict(sub)
+    leaves, _ = member_site_signal(s, sub)  # [6, 5, K]
+    real = sub.mask
+    expect = np.exp(np.log(np.abs(leaves[:, real])).mean(0)) * np.sign(leaves[:, real].mean(0))
+    assert np.allclose(p.contributions[real], expect, rtol=1e-9)
+    assert np.allclose(p.attention.sum(1), 1.0)
+    # the arithmetic default is unchanged for every other kind
+    one = s.models[0].members[0].predict(sub)
+    two = s.models[1].members[0].predict(sub)
+    assert np.allclose(combine_predictions([one, two]).contributions,
+                       (one.contributions + two.contributions) / 2)
