@@ -37,10 +37,12 @@ def _arr(s: str) -> np.ndarray:
 
 def record(row: pd.Series, m: str) -> CVRecord:
     """The CV record of the pinned variant ``m``'s row."""
-    get = lambda col: json.loads(row[col]).get(m)  # noqa: E731
-    val = lambda v: float("nan") if v is None else float(v)  # noqa: E731
-    return CVRecord(_arr(row["cv_resid"]), _arr(row["cv_z"]), val(get("cv_mse")),
-                    val(get("cv_crps")), val(get("cv_spearman")))
+    def get(col: str) -> float:
+        v = json.loads(row[col]).get(m)
+        return float("nan") if v is None else float(v)
+
+    return CVRecord(_arr(row["cv_resid"]), _arr(row["cv_z"]), get("cv_mse"), get("cv_crps"),
+                    get("cv_spearman"))
 
 
 def evaluate(df: pd.DataFrame) -> pd.DataFrame:
@@ -67,8 +69,8 @@ def _wlt(a: pd.Series, b: pd.Series) -> tuple[int, int]:
 def summarise(ev: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     """Markdown lines (per table x labels x rule, then totals) and the totals frame."""
     ev = ev.assign(rs=ev.spearman.round(2), rg=ev.gp_spearman.round(2))
-    lines = ["| table | labels | rule | median Spearman (GP) | per seed | median top-8 (GP) | "
-             "per seed | Spearman W/L vs GP | top-8 W/L | leaves GP |",
+    lines = [("| table | labels | rule | median Spearman (GP) | per seed | median top-8 (GP) | "
+              "per seed | Spearman W/L vs GP | top-8 W/L | leaves GP |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for (t, n, r), g in ev.groupby(["table", "labels", "rule"], sort=False):
         g = g.sort_values("seed")
@@ -92,16 +94,16 @@ def summarise(ev: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     tot_df["eligible"] = ok
     ranked = tot_df[ok].sort_values(["net", "sp_losses", "leaves_gp"],
                                     ascending=[False, True, True])
-    lines += ["", "| rule | cells | Spearman wins | losses | net | top-8 wins | top-8 losses | "
-              "leaves GP | mean dSpearman | chosen |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", ("| rule | cells | Spearman wins | losses | net | top-8 wins | top-8 losses | "
+                   "leaves GP | mean dSpearman | chosen |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in tot_df.iterrows():
         lines.append(f"| {r.rule} | {r.cells} | {r.sp_wins} | {r.sp_losses} | {r.net} | "
                      f"{r.top8_wins} | {r.top8_losses} | {r.leaves_gp} | "
                      f"{r.mean_d_spearman:+.3f} | {r.chosen} |")
     best = ranked[~ranked.rule.str.startswith("always")]
     if len(best):
-        lines += ["", f"By the criterion: **{best.iloc[0].rule}** (net {best.iloc[0].net}, "
-                  f"{best.iloc[0].sp_losses} losses)."]
+        lines += ["", (f"By the criterion: **{best.iloc[0].rule}** (net {best.iloc[0].net}, "
+                       f"{best.iloc[0].sp_losses} losses).")]
     return lines, tot_df
 
 

@@ -737,10 +737,14 @@ class Campaign:
                 "failed": statuses.count("failed"), "abandoned": statuses.count("abandoned"),
                 "best": best,
                 "model": str(b.get("posterior", {}).get("model") or ""),
+                "rule": str(b.get("posterior", {}).get("rule") or ""),
                 "cv_mse": dict(b.get("posterior", {}).get("cv_mse") or {}),
+                "cv_crps": dict(b.get("posterior", {}).get("cv_crps") or {}),
+                "cv_spearman": dict(b.get("posterior", {}).get("cv_spearman") or {}),
             })
         cols = ["batch", "round", "proposed", "policy", "mode", "n", "in_flight", "measured",
-                "failed", "abandoned", "best", "model", "cv_mse"]
+                "failed", "abandoned", "best", "model", "rule", "cv_mse", "cv_crps",
+                "cv_spearman"]
         return pd.DataFrame(rows, columns=cols)
 
     def next_step(self, state: CampaignState | None = None) -> str:
