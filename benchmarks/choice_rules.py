@@ -100,6 +100,16 @@ def summarise(ev: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
         lines.append(f"| {r.rule} | {r.cells} | {r.sp_wins} | {r.sp_losses} | {r.net} | "
                      f"{r.top8_wins} | {r.top8_losses} | {r.leaves_gp} | "
                      f"{r.mean_d_spearman:+.3f} | {r.chosen} |")
+    lines += ["", "Spearman W/L against the GP by the variant the rule left the GP for:", "",
+              "| rule | to mil: W/L (top-8 W/L) | to transfer: W/L (top-8 W/L) |", "|---|---|---|"]
+    for r, g in ev.groupby("rule", sort=False):
+        cells = []
+        for v in ("mil", "transfer"):
+            h = g[g.chosen == v]
+            w, lo = _wlt(h.rs, h.rg)
+            w8, l8 = _wlt(h.top8, h.gp_top8)
+            cells.append(f"{w}/{lo} ({w8}/{l8}) of {len(h)}")
+        lines.append(f"| {r} | {cells[0]} | {cells[1]} |")
     best = ranked[~ranked.rule.str.startswith("always")]
     if len(best):
         lines += ["", (f"By the criterion: **{best.iloc[0].rule}** (net {best.iloc[0].net}, "
