@@ -15,14 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from activemil.acquisition.names import CHOICE_RULES, DEFAULT_RULE
 from activemil.acquisition.posterior import crps_rows
 from activemil.errors import InputError
-
-#: rule names; ``mse`` is the former criterion (lowest CV MSE, GP on ties)
-CHOICE_RULES = ("mse", "mse_1se", "crps", "crps_1se", "spearman", "crps+spearman",
-                "crps_1se+spearman")
-#: the rule ``build_posterior`` uses unless told otherwise (chosen offline, docs/benchmarks.md)
-DEFAULT_RULE = "spearman"
 
 
 @dataclass(frozen=True)
