@@ -11,7 +11,10 @@ top-1% rows). Models, all through ``activemil.acquisition.build_posterior``:
 - ``chosen+prior`` (tables with ``--priors``): the choice among ``gp``, ``mil`` and
   ``transfer`` (the prior tables' GP mean as prior mean), as a campaign created with ``--prior``;
 - with ``--pinned``, also ``mil`` and ``transfer`` pinned, so any other choice criterion can be
-  scored offline from the recorded ``cv_mse``, ``cv_crps`` and ``cv_spearman`` columns.
+  scored offline from the recorded ``cv_mse``, ``cv_crps`` and ``cv_spearman`` columns and the
+  per-row K-fold residuals ``cv_resid`` and normalised sizes ``cv_z`` (JSON lists in the
+  training-row order, the same folds for every variant: ``benchmarks/choice_rules.py``);
+- ``--pinned-only``: only the pinned variants (``gp``, ``mil``, ``transfer``), no choice.
 
 The ``choice`` column records which variant won. Usage::
 
@@ -44,6 +47,8 @@ def main() -> None:
     ap.add_argument("--mil-settings", default=None,
                     help="JSON make_surrogate('mil') settings (default: simulate --fast's)")
     ap.add_argument("--pinned", action="store_true", help="also score mil and transfer pinned")
+    ap.add_argument("--pinned-only", action="store_true",
+                    help="only the pinned variants (implies --pinned), not the current choice")
     ap.add_argument("--cache", default="out/feature-cache")
     ap.add_argument("-o", "--out", default="out/small-n")
     args = ap.parse_args()
@@ -93,10 +98,12 @@ def main() -> None:
                 mil = make_surrogate("mil", **{**settings, "seed": seed}).fit(
                     bags.subset(tr), truth[tr])
                 t_mil = time.perf_counter() - t0
-                variants = {"gp": {"model": "gp"}, "chosen": {"surrogate": mil}}
-                if transfer is not None:
-                    variants["chosen+prior"] = {"surrogate": mil, "transfer": transfer}
-                if args.pinned:
+                variants: dict = {"gp": {"model": "gp"}}
+                if not args.pinned_only:
+                    variants["chosen"] = {"surrogate": mil}
+                    if transfer is not None:
+                        variants["chosen+prior"] = {"surrogate": mil, "transfer": transfer}
+                if args.pinned or args.pinned_only:
                     variants["mil"] = {"surrogate": mil, "model": "mil"}
                     if transfer is not None:
                         variants["transfer"] = {"transfer": transfer, "model": "transfer"}
@@ -115,6 +122,10 @@ def main() -> None:
                         "cv_mse": json.dumps(post.choice.get("cv_mse")),
                         "cv_crps": json.dumps(post.choice.get("cv_crps")),
                         "cv_spearman": json.dumps(post.choice.get("cv_spearman")),
+                        "cv_resid": json.dumps([None if not np.isfinite(v) else round(float(v), 6)
+                                                for v in post.cv_resid]),
+                        "cv_z": json.dumps([None if not np.isfinite(v) else round(float(v), 6)
+                                            for v in post.cv_z]),
                         "seconds": time.perf_counter() - t1 + (t_mil if name != "gp" else 0.0),
                     })
                     print(json.dumps(rows[-1]), flush=True)

@@ -6,3 +6,9 @@ from __future__ import annotations
 POLICIES: tuple[str, ...] = ("ucb", "thompson", "kg", "logei", "lognei", "greedy", "random")
 #: posterior variants of the per-round model choice (``build_posterior``; ``auto`` chooses)
 POSTERIOR_MODELS: tuple[str, ...] = ("gp", "mil", "transfer")
+#: rules of the per-round model choice (:func:`activemil.acquisition.choice.choose`); ``mse``
+#: is the former criterion (lowest CV MSE, GP on ties)
+CHOICE_RULES: tuple[str, ...] = ("mse", "mse_1se", "crps", "crps_1se", "spearman",
+                                 "crps+spearman", "crps_1se+spearman")
+#: the rule ``build_posterior`` uses unless told otherwise (chosen offline, docs/benchmarks.md)
+DEFAULT_RULE = "spearman"

@@ -114,6 +114,9 @@ class PoolPosterior:
             (standardised units; lower is better).
         cv_spearman: Spearman rank correlation of the cross-validated means with the measured
             values (the rank agreement acquisition needs; NaN below 3 scored rows).
+        cv_resid, cv_z: ``[n]`` the K-fold residuals and their normalised sizes behind the
+            three scores (:func:`cv_scores`; NaN where a fold could not be fitted), so that
+            variants fitted on the same rows and seed can be compared row by row.
         choice: the model choice this posterior won (see ``build_posterior``).
         prior_source: what the prior-mean column holds (for notes), when ``prior``.
         prior_pending: the pool's prior-mean column is not set yet (NaN): the model is fitted
@@ -143,6 +146,8 @@ class PoolPosterior:
     notes: list[str] = field(default_factory=list)
     choice: dict = field(default_factory=dict)
     prior_pending: bool = False
+    cv_resid: np.ndarray = field(default_factory=lambda: np.empty(0))
+    cv_z: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def n(self) -> int:
@@ -338,18 +343,26 @@ def cv_scores(
     return resid, z
 
 
-def cv_crps(resid: np.ndarray, z_abs: np.ndarray) -> float:
-    """Mean CRPS of the Gaussian predictives behind cross-validated residuals ``[n]`` and their
-    normalised sizes ``|r| / sd`` ``[n]``: ``sd (z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi))``
-    (Gneiting & Raftery 2007); NaN when no row was scored."""
+def crps_rows(resid: np.ndarray, z_abs: np.ndarray) -> np.ndarray:
+    """Per-row CRPS ``[n]`` of the Gaussian predictives behind cross-validated residuals ``[n]``
+    and their normalised sizes ``|r| / sd`` ``[n]``: ``sd (z (2 Phi(z) - 1) + 2 phi(z) -
+    1/sqrt(pi))`` (Gneiting & Raftery 2007); NaN where a row was not scored (or ``z = 0``)."""
     from scipy.stats import norm
 
+    resid = np.asarray(resid, dtype=np.float64)
+    z_abs = np.asarray(z_abs, dtype=np.float64)
+    out = np.full(resid.shape, np.nan)
     ok = np.isfinite(resid) & np.isfinite(z_abs) & (z_abs > 0)
-    if not ok.any():
-        return float("nan")
     z = z_abs[ok]
     sd = np.abs(resid[ok]) / z
-    return float(np.mean(sd * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / math.sqrt(math.pi))))
+    out[ok] = sd * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / math.sqrt(math.pi))
+    return out
+
+
+def cv_crps(resid: np.ndarray, z_abs: np.ndarray) -> float:
+    """Mean of :func:`crps_rows` over the scored rows; NaN when no row was scored."""
+    c = crps_rows(resid, z_abs)
+    return float(np.nanmean(c)) if np.isfinite(c).any() else float("nan")
 
 
 def cv_spearman(y: np.ndarray, resid: np.ndarray) -> float:
@@ -502,5 +515,5 @@ def fit_pool_posterior(
         alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
         cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
         cv_crps=cv_crps(resid, z), cv_spearman=cv_spearman(train_Y[:, 0].numpy(), resid),
-        notes=notes, prior_pending=pending,
+        notes=notes, prior_pending=pending, cv_resid=resid, cv_z=z,
     )

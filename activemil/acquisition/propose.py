@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from activemil.acquisition import policies as P
+from activemil.acquisition.choice import CHOICE_RULES, DEFAULT_RULE, CVRecord, choose
 from activemil.acquisition.names import POLICIES, POSTERIOR_MODELS
 from activemil.acquisition.posterior import PoolPosterior, fit_pool_posterior
 from activemil.errors import InputError
@@ -96,6 +97,7 @@ def build_posterior(
     model: str = "auto",
     seed: int = 0,
     lazy: bool = True,
+    rule: str = DEFAULT_RULE,
 ) -> tuple[PoolPosterior, Prediction | None]:
     """The calibrated posterior over the pool ``bags`` and the surrogate's own pool prediction.
 
@@ -108,10 +110,16 @@ def build_posterior(
     - ``transfer`` (when prior tables are given): the same GP with the prior tables' GP mean as
       prior mean (stacked residual GP, :mod:`activemil.acquisition.transfer`).
 
-    ``model="auto"`` keeps the one with the lowest K-fold cross-validated squared error of the
-    mean on the campaign's own measurements, and the GP on ties or when a variant cannot be
-    scored, so it never picks a model that scores worse than the GP; a name of
-    :data:`POSTERIOR_MODELS` pins one. The choice and every score are in ``posterior.choice``.
+    ``model="auto"`` keeps the variant the choice ``rule`` (:func:`~activemil.acquisition.
+    choice.choose`) prefers, judged by K-fold cross-validation on the campaign's own
+    measurements (the same folds for every variant). The default, ``spearman``, keeps the
+    variant whose out-of-fold means rank the measured values best (Spearman), and leaves the GP
+    only when that variant's CV Spearman is strictly higher than the GP's; it won the offline
+    comparison of rules in docs/benchmarks.md ("Small-N model choice"). Every rule keeps the GP
+    on ties, on unscored variants and when no variant passes its test, so it never picks a
+    model that scores worse than the GP under the rule's own score. A name of
+    :data:`POSTERIOR_MODELS` pins one. The choice, the rule, every score and the rule's
+    standard errors are in ``posterior.choice``.
 
     Args:
         bags: the whole pool (a ``BagSet``; composition fractions are its first side columns).
@@ -121,6 +129,8 @@ def build_posterior(
             standardised, oriented units (:func:`~activemil.acquisition.transfer.prior_mean`),
             or ``None``.
         embedding_dims, prior_in_kernel, kernel: options of :func:`fit_pool_posterior`.
+        rule: one of :data:`~activemil.acquisition.choice.CHOICE_RULES` (``mse`` is the
+            former lowest-CV-MSE choice).
         lazy: score ``mil`` on the training points only and predict the pool with the MIL
             only if ``mil`` is chosen (pinned or won). The scores read only the MIL's
             out-of-fold median at the training rows, so choice, scores and posterior equal the
@@ -137,6 +147,9 @@ def build_posterior(
     if model != "auto" and model not in POSTERIOR_MODELS:
         raise InputError(f"Unknown posterior model {model!r}; use auto, "
                          f"{', '.join(POSTERIOR_MODELS)}.")
+    if rule not in CHOICE_RULES:
+        raise InputError(f"Unknown model-choice rule {rule!r}; use one of "
+                         f"{', '.join(CHOICE_RULES)}.")
     if model == "transfer" and transfer is None:
         raise InputError("The transfer posterior needs prior tables; create the campaign with "
                          "--prior FILE --prior-target COLUMN, or pin another model.")
@@ -177,15 +190,9 @@ def build_posterior(
             comp, tuple(bags.ids), train_rows, y,
             prior_median=float(y.mean()) + sign * (float(y.std()) or 1.0) * tz, **common)
         fits["transfer"].prior_source = "prior tables' GP mean"
-    scores = {k: p.cv_mse for k, p in fits.items()}
-    chosen = next(iter(fits))
+    chosen, info = next(iter(fits)), {"rule": rule}
     if len(fits) > 1:
-        g = scores.get("gp", float("nan"))
-        chosen = "gp"
-        if np.isfinite(g):
-            best = min((v, k) for k, v in scores.items() if np.isfinite(v))
-            if best[0] < g:
-                chosen = best[1]
+        chosen, info = choose({k: CVRecord.of(p) for k, p in fits.items()}, rule)
     post = fits[chosen]
     if post.prior_pending:  # mil chosen: now the pool's prior mean is needed
         pred = surrogate.predict(bags)
@@ -194,17 +201,40 @@ def build_posterior(
     def _r(v: float) -> float | None:
         return None if not np.isfinite(v) else round(float(v), 6)
 
-    post.choice = {"model": chosen, "pinned": model != "auto",
-                   "cv_mse": {k: _r(v) for k, v in scores.items()},
-                   # recorded beside the criterion (not used by the choice): measured in
-                   # docs/design-decisions.md, CV MSE on 8-24 rows is a noisy judge of rank
+    post.choice = {"model": chosen, "pinned": model != "auto", "rule": rule,
+                   "cv_mse": {k: _r(p.cv_mse) for k, p in fits.items()},
                    "cv_crps": {k: _r(p.cv_crps) for k, p in fits.items()},
-                   "cv_spearman": {k: _r(p.cv_spearman) for k, p in fits.items()}}
+                   "cv_spearman": {k: _r(p.cv_spearman) for k, p in fits.items()},
+                   **{k: v for k, v in info.items() if k in ("eligible", "se_of", "diff", "se")}}
     if len(fits) > 1:
-        post.notes.append(
-            f"model choice: {chosen} (K-fold cross-validated MSE of the mean, standardised: "
-            + ", ".join(f"{k} {v:.3g}" for k, v in scores.items()) + ")")
+        post.notes.append(f"model choice: {chosen} by rule {rule} ({RULE_TEXT[rule]}); "
+                          + "; ".join(_score_text(k, post.choice) for k in fits))
     return post, pred
+
+
+#: one-phrase description of each choice rule, for the note shown to the user
+RULE_TEXT = {
+    "mse": "lowest K-fold CV MSE of the mean, GP on ties",
+    "mse_1se": "GP unless a variant's K-fold CV MSE is lower by more than one standard error",
+    "crps": "lowest K-fold CV CRPS, GP on ties",
+    "crps_1se": "GP unless a variant's K-fold CV CRPS is lower by more than one standard error",
+    "spearman": "highest K-fold CV Spearman, GP on ties",
+    "crps+spearman": "GP unless a variant is no worse on both K-fold CV CRPS and Spearman",
+    "crps_1se+spearman": "GP unless a variant's K-fold CV CRPS is lower by more than one "
+                         "standard error and its CV Spearman is no lower",
+}
+
+
+def _score_text(k: str, choice: dict) -> str:
+    """``"mil CRPS 0.61 MSE 0.88 Spearman 0.52 (dCRPS -0.04 +- 0.02)"`` for the note."""
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3g}"
+
+    t = (f"{k} CRPS {f(choice['cv_crps'][k])} MSE {f(choice['cv_mse'][k])} "
+         f"Spearman {f(choice['cv_spearman'][k])}")
+    if k in choice.get("se", {}):
+        t += f" (d{choice['se_of'].upper()} vs gp {f(choice['diff'][k])} +- {f(choice['se'][k])})"
+    return t
 
 
 def posterior_prediction(post: PoolPosterior, pred: Prediction | None, strata: np.ndarray) -> Prediction:
@@ -346,10 +376,11 @@ def propose_batch(
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
     model = str(policy_kw.pop("model", "auto"))
     kernel = str(policy_kw.pop("kernel", "rbf"))
+    rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
                                  transfer=transfer, maximize=maximize,
                                  alpha=alpha, embedding_dims=dims, model=model, kernel=kernel,
-                                 seed=seed)
+                                 seed=seed, rule=rule)
     t1 = time.perf_counter()
     kinds = tuple(str(k) for k in (getattr(bags, "meta", {}) or {}).get("site_kinds", ()))
     df = propose_from_posterior(

@@ -720,8 +720,10 @@ class Campaign:
         """One row per proposed batch with counts by current status and the batch's best.
 
         ``model`` is the posterior the model choice picked for the batch (``gp``, ``mil``,
-        ``transfer``; empty for space-filling and random batches) and ``cv_mse`` every
-        variant's cross-validated score, as recorded in the ``proposed`` events."""
+        ``transfer``; empty for space-filling and random batches), ``rule`` the choice rule
+        (empty for proposals recorded before rules were named: those chose by ``cv_mse``),
+        and ``cv_mse``, ``cv_crps``, ``cv_spearman`` every variant's cross-validated scores,
+        as recorded in the ``proposed`` events."""
         state = state or self.state()
         rows = []
         for bid, b in state.batches.items():
@@ -737,10 +739,14 @@ class Campaign:
                 "failed": statuses.count("failed"), "abandoned": statuses.count("abandoned"),
                 "best": best,
                 "model": str(b.get("posterior", {}).get("model") or ""),
+                "rule": str(b.get("posterior", {}).get("rule") or ""),
                 "cv_mse": dict(b.get("posterior", {}).get("cv_mse") or {}),
+                "cv_crps": dict(b.get("posterior", {}).get("cv_crps") or {}),
+                "cv_spearman": dict(b.get("posterior", {}).get("cv_spearman") or {}),
             })
         cols = ["batch", "round", "proposed", "policy", "mode", "n", "in_flight", "measured",
-                "failed", "abandoned", "best", "model", "cv_mse"]
+                "failed", "abandoned", "best", "model", "rule", "cv_mse", "cv_crps",
+                "cv_spearman"]
         return pd.DataFrame(rows, columns=cols)
 
     def next_step(self, state: CampaignState | None = None) -> str:

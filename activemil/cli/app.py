@@ -539,10 +539,19 @@ def status(directory: Path = typer.Argument(..., help="Campaign directory.")) ->
         last = rounds[rounds["model"] != ""].tail(1)
         if len(last):
             r = last.iloc[0]
-            scores = ", ".join(f"{k} {v:.3g}" for k, v in r["cv_mse"].items() if v is not None)
-            con.print(f"Model choice of {r['batch']}: {r['model']} (cross-validated MSE of the "
-                      f"mean on the campaign's measurements, standardised: {scores}).",
-                      markup=False)
+            if r["rule"]:  # crps / spearman beside every recorded model
+                scores = "; ".join(
+                    f"{k} CRPS {_fmt(r['cv_crps'].get(k), 3)} Spearman "
+                    f"{_fmt(r['cv_spearman'].get(k), 3)}" for k in r["cv_mse"])
+                con.print(f"Model choice of {r['batch']}: {r['model']} by rule {r['rule']} "
+                          f"(cross-validated on the campaign's measurements: {scores}).",
+                          markup=False)
+            else:  # proposals recorded before the rule was named: lowest CV MSE
+                scores = ", ".join(f"{k} {v:.3g}" for k, v in r["cv_mse"].items()
+                                   if v is not None)
+                con.print(f"Model choice of {r['batch']}: {r['model']} (cross-validated MSE of "
+                          f"the mean on the campaign's measurements, standardised: {scores}).",
+                          markup=False)
     from activemil.campaigns.priors import describe_prior
 
     for p in camp.cfg.priors:

@@ -60,7 +60,7 @@ def coverage_table(joined: pd.DataFrame) -> pd.DataFrame:
 
 def model_rounds(props: pd.DataFrame) -> pd.DataFrame:
     """One row per batch: the proposal mode, policy, surrogate, training size and the
-    posterior's model choice (chosen model, out-of-fold MSE per candidate model, variance
+    posterior's model choice (chosen model, rule, out-of-fold CRPS and MSE per candidate model, variance
     scale, cross-validated coverage)."""
     rows = []
     for bid, g in props.groupby("batch", sort=False):
@@ -71,7 +71,9 @@ def model_rounds(props: pd.DataFrame) -> pd.DataFrame:
             "batch": bid, "round": first["round"], "n": len(g), "mode": first["mode"],
             "policy": first["policy"], "surrogate": first["surrogate"] or "",
             "n_train": first["n_train"], "posterior model": post.get("model", ""),
-            "pinned": post.get("pinned", ""),
+            "pinned": post.get("pinned", ""), "rule": post.get("rule", "mse"),
+            "out-of-fold CRPS": ", ".join(f"{k} {fmt(v, 3)}"
+                                          for k, v in (post.get("cv_crps") or {}).items()),
             "out-of-fold MSE": ", ".join(f"{k} {fmt(v, 3)}" for k, v in cv.items()),
             "variance scale": post.get("scale"), "cv coverage": post.get("cv_coverage"),
         })
