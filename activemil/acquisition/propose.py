@@ -112,10 +112,10 @@ def build_posterior(
 
     ``model="auto"`` keeps the variant the choice ``rule`` (:func:`~activemil.acquisition.
     choice.choose`) prefers, judged by K-fold cross-validation on the campaign's own
-    measurements (the same folds for every variant). The default, ``spearman``, keeps the
-    variant whose out-of-fold means rank the measured values best (Spearman), and leaves the GP
-    only when that variant's CV Spearman is strictly higher than the GP's; it won the offline
-    comparison of rules in docs/benchmarks.md ("Small-N model choice"). Every rule keeps the GP
+    measurements (the same folds for every variant). The default, ``mse``, keeps the variant
+    with the lowest CV squared error of the mean. ``spearman`` (the highest CV Spearman) won the
+    offline comparison of rules within noise but lost the campaign backtests on both OER plates
+    (docs/benchmarks.md, "Small-N model choice" and "Transfer"), so it is an option. Every rule keeps the GP
     on ties, on unscored variants and when no variant passes its test, so it never picks a
     model that scores worse than the GP under the rule's own score. A name of
     :data:`POSTERIOR_MODELS` pins one. The choice, the rule, every score and the rule's

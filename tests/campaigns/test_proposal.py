@@ -36,17 +36,17 @@ def test_model_batch_records_the_posterior_choice(make_campaign, tmp_path, kind,
     assert set(post["cv_mse"]) == ({"gp"} if kind == "gp" else {"gp", "mil"})
     assert post["scale"] > 0
     rounds = Campaign.open(c.path).rounds()
-    assert rounds["rule"].iloc[-1] == post["rule"] == "spearman"
+    assert rounds["rule"].iloc[-1] == post["rule"] == "mse"
     assert rounds["cv_spearman"].iloc[-1] == post["cv_spearman"]
     from typer.testing import CliRunner
 
     from activemil.cli.app import app
 
     status = CliRunner().invoke(app, ["status", str(c.path)]).output
-    assert f"Model choice of b002: {post['model']} by rule spearman" in " ".join(status.split())
-    if kind == "mil":  # the paired CRPS difference and its standard error against the GP
-        assert post["se_of"] == "crps" and set(post["se"]) == {"mil"}
-        assert any("by rule spearman" in n for n in res.notes)
+    assert f"Model choice of b002: {post['model']} by rule mse" in " ".join(status.split())
+    if kind == "mil":  # the paired MSE difference and its standard error against the GP
+        assert post["se_of"] == "mse" and set(post["se"]) == {"mil"}
+        assert any("by rule mse" in n for n in res.notes)
     pred = res.pool_prediction
     assert set(c.pool().ids) <= set(pred.ids)
     i = list(pred.ids).index(res.table["id"].iloc[0])
