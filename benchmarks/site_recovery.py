@@ -155,7 +155,7 @@ def volcano_probes(args: argparse.Namespace, sizes: list[int], bags, truth: np.n
     energies (what the family can express), and (b) started there, then trained on bag labels
     only with the product's loss: if (b) stays near (a), 200 bag labels do support the truth."""
     from activemil.simulators.hea_orr import KB_EV
-    from activemil.surrogates.sabatier import _rates, centre_basis, zones_layout
+    from activemil.surrogates.sabatier import centre_basis, site_rates, zones_layout
 
     f = bags.features.astype(np.float64)
     m = bags.mask
@@ -186,23 +186,23 @@ def volcano_probes(args: argparse.Namespace, sizes: list[int], bags, truth: np.n
             a0 = (0.86 - sim.eu) / kt
             d = torch.tensor(-a0, dtype=torch.float32, requires_grad=True)
             with torch.no_grad():
-                s0 = (_rates(x[tr], w, c, d, 0.01) * wt[tr]).sum(1)
+                s0 = (site_rates(x[tr], w, c, d, 0.01) * wt[tr]).sum(1)
                 sc = s0 - s0.mean()
                 b0 = float((sc * (yt - yt.mean())).sum() / (sc * sc).sum())
             a = torch.tensor(float(yt.mean()) - b0 * float(s0.mean()), requires_grad=True)
             b = torch.tensor(b0, requires_grad=True)
             with torch.no_grad():
-                r0 = (_rates(x[test], w, c, d, 0.01) * wt[test]).numpy()
+                r0 = (site_rates(x[test], w, c, d, 0.01) * wt[test]).numpy()
                 l0 = float((((a + b * s0) - yt) ** 2).mean())
             opt = torch.optim.Adam([w, c, d, a, b], lr=1e-3)
             for _ in range(1500):
                 opt.zero_grad()
-                pred = a + b * (_rates(x[tr], w, c, d, 0.01) * wt[tr]).sum(1)
+                pred = a + b * (site_rates(x[tr], w, c, d, 0.01) * wt[tr]).sum(1)
                 loss = ((pred - yt) ** 2).mean()
                 loss.backward()
                 opt.step()
             with torch.no_grad():
-                r1 = (_rates(x[test], w, c, d, 0.01) * wt[test]).numpy()
+                r1 = (site_rates(x[test], w, c, d, 0.01) * wt[test]).numpy()
             for label, r, lo in ((f"{inter}: least squares on true energies", r0, l0),
                                  (f"{inter}: started there, trained on bag labels", r1,
                                   float(loss.detach()))):
@@ -247,7 +247,7 @@ def calibrated(args: argparse.Namespace, sizes: list[int], bags, truth: np.ndarr
                       flush=True)
             pick = min(got, key=lambda k: got[k][1])
             o, mse, mae = got[pick]
-            rows.setdefault((f"chosen by OOF MSE", "contributions"), []).append(
+            rows.setdefault(("chosen by OOF MSE", "contributions"), []).append(
                 _scores(o.contributions, truth, test, ns) + [mae, mse, pick])
         for (name, what), res in rows.items():
             r = np.mean([x[:5] for x in res], 0)

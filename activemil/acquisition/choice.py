@@ -65,6 +65,25 @@ def _fin(*v: float) -> bool:
     return all(np.isfinite(x) for x in v)
 
 
+#: one-phrase description of each choice rule, for the note shown to the user
+RULE_TEXT: dict[str, str] = {
+    "mse": "lowest K-fold CV MSE of the mean, GP on ties",
+    "mse_1se": "GP unless a variant's K-fold CV MSE is lower by more than one standard error",
+    "crps": "lowest K-fold CV CRPS, GP on ties",
+    "crps_1se": "GP unless a variant's K-fold CV CRPS is lower by more than one standard error",
+    "spearman": "highest K-fold CV Spearman, GP on ties",
+    "crps+spearman": "GP unless a variant is no worse on both K-fold CV CRPS and Spearman",
+    "crps_1se+spearman": "GP unless a variant's K-fold CV CRPS is lower by more than one "
+                         "standard error and its CV Spearman is no lower",
+}
+
+
+def check_rule(rule: str) -> None:
+    """One sentence naming the valid rules when ``rule`` is not one of :data:`CHOICE_RULES`."""
+    if rule not in CHOICE_RULES:
+        raise InputError(f"Unknown model-choice rule {rule!r}; use one of {', '.join(CHOICE_RULES)}.")
+
+
 def choose(records: dict[str, CVRecord], rule: str = DEFAULT_RULE) -> tuple[str, dict]:
     """The variant a rule keeps, and what it measured.
 
@@ -94,8 +113,7 @@ def choose(records: dict[str, CVRecord], rule: str = DEFAULT_RULE) -> tuple[str,
         the GP and its standard error, rounded, ``None`` when not finite) of the loss named by
         ``"se_of"`` (``mse`` for the MSE rules, else ``crps``).
     """
-    if rule not in CHOICE_RULES:
-        raise InputError(f"Unknown model-choice rule {rule!r}; use one of {', '.join(CHOICE_RULES)}.")
+    check_rule(rule)
     names = list(records)
     base = "gp" if "gp" in records else names[0]
     info: dict = {"rule": rule}
@@ -139,8 +157,8 @@ def choose(records: dict[str, CVRecord], rule: str = DEFAULT_RULE) -> tuple[str,
     info["eligible"] = eligible
     if se:
         info["se_of"] = what
-        info["diff"] = {k: _round(v) for k, v in diff.items()}
-        info["se"] = {k: _round(v) for k, v in se.items()}
+        info["diff"] = {k: rounded(v) for k, v in diff.items()}
+        info["se"] = {k: rounded(v) for k, v in se.items()}
     return chosen, info
 
 
@@ -153,5 +171,6 @@ def _ranks(v: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, rankdata(x).tolist()))
 
 
-def _round(v: float) -> float | None:
+def rounded(v: float) -> float | None:
+    """A score as recorded in ``posterior.choice``: 6 decimals, ``None`` when not finite."""
     return None if not np.isfinite(v) else round(float(v), 6)

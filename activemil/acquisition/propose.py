@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 
 from activemil.acquisition import policies as P
-from activemil.acquisition.choice import CHOICE_RULES, DEFAULT_RULE, CVRecord, choose
+from activemil.acquisition.choice import (
+    DEFAULT_RULE,
+    RULE_TEXT,
+    CVRecord,
+    check_rule,
+    choose,
+    rounded,
+)
 from activemil.acquisition.names import POLICIES, POSTERIOR_MODELS
 from activemil.acquisition.posterior import PoolPosterior, fit_pool_posterior
 from activemil.errors import InputError
@@ -147,9 +154,7 @@ def build_posterior(
     if model != "auto" and model not in POSTERIOR_MODELS:
         raise InputError(f"Unknown posterior model {model!r}; use auto, "
                          f"{', '.join(POSTERIOR_MODELS)}.")
-    if rule not in CHOICE_RULES:
-        raise InputError(f"Unknown model-choice rule {rule!r}; use one of "
-                         f"{', '.join(CHOICE_RULES)}.")
+    check_rule(rule)  # before any fit (with one variant, choose() never runs)
     if model == "transfer" and transfer is None:
         raise InputError("The transfer posterior needs prior tables; create the campaign with "
                          "--prior FILE --prior-target COLUMN, or pin another model.")
@@ -198,31 +203,15 @@ def build_posterior(
         pred = surrogate.predict(bags)
         post = post.with_prior_median(pred.median)
 
-    def _r(v: float) -> float | None:
-        return None if not np.isfinite(v) else round(float(v), 6)
-
     post.choice = {"model": chosen, "pinned": model != "auto", "rule": rule,
-                   "cv_mse": {k: _r(p.cv_mse) for k, p in fits.items()},
-                   "cv_crps": {k: _r(p.cv_crps) for k, p in fits.items()},
-                   "cv_spearman": {k: _r(p.cv_spearman) for k, p in fits.items()},
+                   "cv_mse": {k: rounded(p.cv_mse) for k, p in fits.items()},
+                   "cv_crps": {k: rounded(p.cv_crps) for k, p in fits.items()},
+                   "cv_spearman": {k: rounded(p.cv_spearman) for k, p in fits.items()},
                    **{k: v for k, v in info.items() if k in ("eligible", "se_of", "diff", "se")}}
     if len(fits) > 1:
         post.notes.append(f"model choice: {chosen} by rule {rule} ({RULE_TEXT[rule]}); "
                           + "; ".join(_score_text(k, post.choice) for k in fits))
     return post, pred
-
-
-#: one-phrase description of each choice rule, for the note shown to the user
-RULE_TEXT = {
-    "mse": "lowest K-fold CV MSE of the mean, GP on ties",
-    "mse_1se": "GP unless a variant's K-fold CV MSE is lower by more than one standard error",
-    "crps": "lowest K-fold CV CRPS, GP on ties",
-    "crps_1se": "GP unless a variant's K-fold CV CRPS is lower by more than one standard error",
-    "spearman": "highest K-fold CV Spearman, GP on ties",
-    "crps+spearman": "GP unless a variant is no worse on both K-fold CV CRPS and Spearman",
-    "crps_1se+spearman": "GP unless a variant's K-fold CV CRPS is lower by more than one "
-                         "standard error and its CV Spearman is no lower",
-}
 
 
 def _score_text(k: str, choice: dict) -> str:

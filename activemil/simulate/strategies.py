@@ -33,7 +33,6 @@ STRATEGIES: dict[str, tuple[str | None, str]] = {
 }
 #: strategies that run beside the campaigns with the same initial rows (honest peers)
 PEERS: tuple[str, ...] = ("gp-ei", "baybe", "random")
-_KINDS = SURROGATE_KINDS
 _POLICIES = ("ucb", "thompson", "kg", "logei", "lognei", "greedy", "random")
 
 #: small, fast surrogate settings for quick backtests (``activemil simulate --fast``,
@@ -147,10 +146,10 @@ def make_strategy(
         kind, policy = STRATEGIES[name]
     else:
         kind, _, policy = name.partition("-")
-        if kind not in _KINDS or policy not in _POLICIES:
+        if kind not in SURROGATE_KINDS or policy not in _POLICIES:
             raise InputError(
                 f"Unknown strategy {name!r}; use one of {', '.join(STRATEGIES)} or "
-                f"'<kind>-<policy>' with kind in {'/'.join(_KINDS)} and policy in "
+                f"'<kind>-<policy>' with kind in {'/'.join(SURROGATE_KINDS)} and policy in "
                 f"{'/'.join(_POLICIES)}."
             )
     if kind is None:
@@ -164,7 +163,7 @@ def make_strategy(
     from activemil.simulate.product import CampaignStrategy
 
     settings = dict(settings or {})
-    if any(k in _KINDS for k in settings):  # per-kind settings: {"mil": {...}, "gp": {...}}
+    if any(k in SURROGATE_KINDS for k in settings):  # per-kind settings: {"mil": {...}, "gp": {...}}
         settings = dict(settings.get(kind, {}) or {})
     return CampaignStrategy(name + ("+prior" if use_prior else ""), kind, policy, settings,
                             policy_kw, coverage, use_prior=use_prior)

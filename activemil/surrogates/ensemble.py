@@ -74,15 +74,15 @@ def combine_predictions(preds: Sequence[Prediction], contribution_mean: str = "a
             return None
         return np.mean(np.stack(vals), axis=0)
 
-    contrib, attention = avg("contributions"), avg("attention")
+    contrib = avg("contributions")
     if contribution_mean == "geometric" and contrib is not None:
-        c = np.stack([p.contributions for p in preds])  # type: ignore[misc]  # [M,B,K]
-        mag = np.abs(c)
+        mag = np.abs(np.stack([p.contributions for p in preds]))  # type: ignore[misc]  # [M,B,K]
         with np.errstate(divide="ignore"):
             geo = np.exp(np.log(mag).mean(axis=0))
         contrib = np.sign(contrib) * np.where((mag > 0).all(axis=0), geo, 0.0)
-        tot = np.abs(contrib).sum(axis=1, keepdims=True)
-        attention = np.abs(contrib) / np.maximum(tot, 1e-300)
+        attention = np.abs(contrib) / np.maximum(np.abs(contrib).sum(axis=1, keepdims=True), 1e-300)
+    else:
+        attention = avg("attention")
     return Prediction(
         ids=first.ids,
         quantiles=members.mean(axis=0),

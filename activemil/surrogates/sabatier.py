@@ -107,7 +107,7 @@ def centre_basis(
     return np.concatenate(cols, axis=-1)
 
 
-def _rates(phi: torch.Tensor, w: torch.Tensor, c: torch.Tensor, d: torch.Tensor,
+def site_rates(phi: torch.Tensor, w: torch.Tensor, c: torch.Tensor, d: torch.Tensor,
            tau: float) -> torch.Tensor:
     """Site rates ``[...]`` of standardised basis rows ``phi [..., P]``."""
     e = phi @ w + c
@@ -118,7 +118,7 @@ def _rates(phi: torch.Tensor, w: torch.Tensor, c: torch.Tensor, d: torch.Tensor,
 def _pool(x: torch.Tensor, wt: torch.Tensor, w: torch.Tensor, c: torch.Tensor, d: torch.Tensor,
           tau: float) -> torch.Tensor:
     """Weighted mean site rate ``[B]`` of bags ``x [B, K, P]`` with weights ``wt [B, K]``."""
-    return (_rates(x, w, c, d, tau) * wt).sum(1)
+    return (site_rates(x, w, c, d, tau) * wt).sum(1)
 
 
 class SabatierRegressor(Surrogate):
@@ -176,6 +176,47 @@ class SabatierRegressor(Surrogate):
         b = float((sc * (y - y.mean())).sum() / ((sc * sc).sum() + 1e-12))
         return float(y.mean() - b * s.mean()), b
 
+    def _loss(self, params: list[torch.Tensor], x: torch.Tensor, wt: torch.Tensor,
+              yt: torch.Tensor, tau: float) -> torch.Tensor:
+        """Mean squared error of standardised targets ``yt [B]`` plus the ridge penalty, for
+        ``params = [w, c, d, a, b]``, basis ``x [B, K, P]`` and bag weights ``wt [B, K]``."""
+        w, c, d, a, b = params
+        pred = a + b * _pool(x, wt, w, c, d, tau)
+        return ((pred - yt) ** 2).mean() + self.ridge * (w * w).sum()
+
+    def _fit_start(self, x: torch.Tensor, wt: torch.Tensor, yt: torch.Tensor,
+                   start: int) -> tuple[float, list[torch.Tensor]]:
+        """One random start: annealed Adam, then L-BFGS. Returns ``(final loss, [w, c, d, a,
+        b])`` (detached)."""
+        f32 = x.dtype
+        g = torch.Generator().manual_seed(self.seed * 1009 + start)
+        w = (0.3 * torch.randn(x.shape[-1], generator=g, dtype=f32)).requires_grad_()
+        c = torch.randn((), generator=g, dtype=f32).requires_grad_()
+        d = torch.tensor(2.0, dtype=f32, requires_grad=True)
+        a0, b0 = self._link_init(_pool(x, wt, w, c, d, self.tau0).detach(), yt)
+        params = [w, c, d, torch.tensor(a0, dtype=f32, requires_grad=True),
+                  torch.tensor(b0, dtype=f32, requires_grad=True)]
+        opt = torch.optim.Adam(params, lr=self.lr)
+        for it in range(self.steps):
+            tau = max(0.01, self.tau0 * (1.0 - it / (0.7 * self.steps)))
+            opt.zero_grad()
+            self._loss(params, x, wt, yt, tau).backward()
+            opt.step()
+        if self.lbfgs_iter:
+            lb = torch.optim.LBFGS(params, lr=1.0, max_iter=self.lbfgs_iter,
+                                   line_search_fn="strong_wolfe")
+
+            def closure() -> torch.Tensor:
+                lb.zero_grad()
+                out = self._loss(params, x, wt, yt, 0.01)
+                out.backward()
+                return out
+
+            lb.step(closure)
+        with torch.no_grad():
+            final = float(self._loss(params, x, wt, yt, 0.01))
+        return final, [p.detach().clone() for p in params]
+
     def _phi(self, bags: BagSet) -> np.ndarray:
         kinds, layout, n_el = zones_layout(bags)
         return centre_basis(bags.features.astype(np.float64), kinds, layout, n_el, self.interactions)
@@ -194,40 +235,9 @@ class SabatierRegressor(Surrogate):
         yt = torch.as_tensor((y - y_mu) / y_sd, dtype=f32)
         best: tuple[float, list[torch.Tensor]] | None = None
         for r in range(self.restarts):
-            g = torch.Generator().manual_seed(self.seed * 1009 + r)
-            w = (0.3 * torch.randn(x.shape[-1], generator=g, dtype=f32)).requires_grad_()
-            c = torch.randn((), generator=g, dtype=f32).requires_grad_()
-            d = torch.tensor(2.0, dtype=f32, requires_grad=True)
-            a0, b0 = self._link_init(_pool(x, wt, w, c, d, self.tau0).detach(), yt)
-            a = torch.tensor(a0, dtype=f32, requires_grad=True)
-            b = torch.tensor(b0, dtype=f32, requires_grad=True)
-            params = [w, c, d, a, b]
-
-            def loss_at(tau: float) -> torch.Tensor:
-                pred = a + b * _pool(x, wt, w, c, d, tau)
-                return ((pred - yt) ** 2).mean() + self.ridge * (w * w).sum()
-
-            opt = torch.optim.Adam(params, lr=self.lr)
-            for it in range(self.steps):
-                tau = max(0.01, self.tau0 * (1.0 - it / (0.7 * self.steps)))
-                opt.zero_grad()
-                loss_at(tau).backward()
-                opt.step()
-            if self.lbfgs_iter:
-                lb = torch.optim.LBFGS(params, lr=1.0, max_iter=self.lbfgs_iter,
-                                       line_search_fn="strong_wolfe")
-
-                def closure() -> torch.Tensor:
-                    lb.zero_grad()
-                    out = loss_at(0.01)
-                    out.backward()
-                    return out
-
-                lb.step(closure)
-            with torch.no_grad():
-                final = float(loss_at(0.01))
+            final, params = self._fit_start(x, wt, yt, r)
             if np.isfinite(final) and (best is None or final < best[0]):
-                best = (final, [p.detach().clone() for p in params])
+                best = (final, params)
         if best is None:
             raise InputError("The sabatier fit diverged from every start; use more restarts or "
                              "another surrogate kind.")
@@ -253,7 +263,7 @@ class SabatierRegressor(Surrogate):
         c, d, a, b, y_mu, y_sd = (float(v) for v in p["scalars"][:6])
         x = torch.as_tensor((phi[..., keep] - p["mu"][keep]) / p["sd"][keep], dtype=torch.float64)
         with torch.no_grad():
-            r = _rates(x, torch.as_tensor(p["w"], dtype=torch.float64),
+            r = site_rates(x, torch.as_tensor(p["w"], dtype=torch.float64),
                        torch.tensor(c, dtype=torch.float64), torch.tensor(d, dtype=torch.float64),
                        0.01).numpy()
         contrib = np.where(bags.mask, bags.weights, 0.0) * r * b * y_sd
