@@ -3,7 +3,8 @@
 Runs the CLI as separate processes under ``/usr/bin/time -v`` (wall time and peak RSS of each):
 ``activemil init`` (zones encoder, sampled bags, ``--min-train 16``), two space-filling
 ``propose --budget 8`` rounds, then the first model ``propose --budget 8`` (cold feature cache)
-and a later model round. Measurements come from a synthetic smooth target (a seeded quadratic
+and ``--model-rounds - 1`` later model rounds (the posterior model chosen each round is
+printed). Measurements come from a synthetic smooth target (a seeded quadratic
 bowl over the fractions plus noise) written into each sheet and ingested.
 
 Usage::
@@ -14,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -56,6 +58,8 @@ def fill(sheet: Path, out: Path, rng: np.random.Generator) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="out/large-space")
+    ap.add_argument("--model-rounds", type=int, default=2,
+                    help="model rounds after the two space-filling ones (the first is cold)")
     args = ap.parse_args()
     d = Path(args.dir)
     if d.exists():
@@ -66,12 +70,18 @@ def main() -> None:
     run(["init", str(d), "--elements", ELEMENTS, "--step", "0.05", "--recipe", "fcc111",
          "--encoder", "zones", "--target", "activity", "--maximize", "--min-train", "16"],
         log, "init")
-    for r in (1, 2, 3, 4):
+    for r in range(1, 3 + args.model_rounds):
         out = run(["propose", str(d), "--budget", "8", "--seed", str(r)], log,
                   f"propose round {r}" + (" (space-filling)" if r <= 2 else " (model)"))
         if r >= 3:
             print("   ", " | ".join(line.strip() for line in out.splitlines()
                                      if "generated candidates" in line)[:400])
+            chosen = [json.loads(line)["posterior"] for line in (d / "events.jsonl").open()
+                      if '"posterior"' in line and json.loads(line).get("round") == r]
+            if chosen:
+                log[-1]["model"] = chosen[0].get("model")
+                print(f"    posterior model {chosen[0].get('model')} "
+                      f"(cv_mse {chosen[0].get('cv_mse')})", flush=True)
         sheet = sorted((d / "batches").glob("b*.csv"))[-1]
         filled = d.parent / f"filled-{sheet.name}"
         fill(sheet, filled, rng)

@@ -9,9 +9,15 @@ fresh BagSet, so the deduplication itself is timed too. Printed per bag mode: si
 sites, the sites/distinct ratio (the most deduplication alone can give), median seconds old and
 new, their ratio and the largest absolute differences of quantiles, attention and embedding.
 
+``--floor`` also times what any exact method that evaluates this instance network must do: the
+instance MLP and the attention scores of all 15 networks on the distinct sites only (no
+pooling, no heads, no deduplication cost), and the same number of float32 multiply-adds as one
+large ``torch.mm`` at this machine's best rate. If those floors exceed old/10, no exact
+implementation of this network reaches 10x on this machine.
+
 Usage::
 
-    python benchmarks/predict.py --modes sampled,expected --repeats 3
+    python benchmarks/predict.py --modes sampled,expected --repeats 3 [--floor]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default="out/feature-cache")
+    ap.add_argument("--floor", action="store_true", help="also time the exact-work floors")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -71,6 +78,53 @@ def main() -> None:
               f"ratio={o / n:.2f}  runs old={['%.2f' % v for v in t_old]} "
               f"new={['%.2f' % v for v in t_new]}  max|diff| q={diff['quantiles']:.1e} "
               f"att={diff['attention']:.1e} emb={diff['embedding']:.1e}", flush=True)
+        if args.floor:
+            floor(model, fresh, o, args.repeats)
+
+
+def _leaves(model) -> list:
+    """The fitted MIL networks (``MILRegressor``) inside a calibrated ensemble."""
+    out = []
+    for m in getattr(model, "models", None) or getattr(model, "members", None) or [model]:
+        out.extend(_leaves(m) if (hasattr(m, "models") or hasattr(m, "members")) else [m])
+    return out
+
+
+def floor(model, bags, old_s: float, repeats: int) -> None:
+    """Print the exact-work floors of the deduplicated prediction next to old/10."""
+    table, _ = bags.unique_instances()
+    x = torch.as_tensor(table)
+    nets = [leaf.net for leaf in _leaves(model)]
+    rows = 8192
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for net in nets:
+                for start in range(0, len(x), rows):
+                    net.instance_outputs(net.instance(x[start:start + rows]))
+            times.append(time.perf_counter() - t)
+    inst = float(np.median(times))
+    # multiply-adds per distinct site and network: every Linear the instance part runs
+    macs = 0
+    net = nets[0]
+    for mod in [*net.instance_mlp, net.pool.V, net.pool.U, net.pool.w]:
+        if isinstance(mod, torch.nn.Linear):
+            macs += mod.in_features * mod.out_features
+    flop = 2.0 * macs * len(x) * len(nets)
+    a, b = torch.randn(rows, 64), torch.randn(64, 64)
+    with torch.no_grad():
+        for _ in range(3):
+            a @ b
+        t = time.perf_counter()
+        n_mm = 400
+        for _ in range(n_mm):
+            a @ b
+        rate = 2.0 * rows * 64 * 64 * n_mm / (time.perf_counter() - t)
+    print(f"    floors: {len(nets)} networks x {len(x)} distinct sites x {macs} MACs = "
+          f"{flop / 1e9:.1f} GFLOP; instance part alone {inst:.2f} s (runs "
+          f"{[f'{v:.2f}' for v in times]}); pure matmul at {rate / 1e9:.1f} GFLOP/s = "
+          f"{flop / rate:.2f} s; old/10 = {old_s / 10:.2f} s", flush=True)
 
 
 if __name__ == "__main__":
