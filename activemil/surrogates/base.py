@@ -177,13 +177,13 @@ def check_bags(bags: BagSet, *, dim: int | None = None, side_dim: int | None = N
             f"Surrogates predict on a BagSet, got {type(bags).__name__}; build bags with "
             "activemil.featurize.featurize_pool."
         )
-    empty = np.flatnonzero(~bags.mask.any(axis=1))
-    if empty.size:
+    empty, finite = bags.health()
+    if empty >= 0:
         raise InputError(
-            f"Bag {bags.ids[empty[0]]!r} (row {empty[0]}) has no sites; rebuild it with at least "
+            f"Bag {bags.ids[empty]!r} (row {empty}) has no sites; rebuild it with at least "
             "one site."
         )
-    if not np.isfinite(bags.features[bags.mask]).all():
+    if not finite:
         raise InputError("Bag features contain NaN or inf; rebuild the bags or clear the cache.")
     if dim is not None and bags.dim != dim:
         raise InputError(

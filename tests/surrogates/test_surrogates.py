@@ -236,8 +236,11 @@ def test_save_load_roundtrip_identical(tmp_path: Path, small_task) -> None:
         loaded = Surrogate.load(tmp_path / f"m{i}")
         assert type(loaded) is type(model) and loaded.n_train == len(bags)
         after = loaded.predict(bags)
-        np.testing.assert_array_equal(after.quantiles, before.quantiles)
-        np.testing.assert_array_equal(after.member_quantiles, before.member_quantiles)
+        # the GP's float64 linear algebra may differ in the last bit between a fitted and a
+        # reloaded model (seen on an Intel Xeon, 4e-16); everything else is bitwise
+        np.testing.assert_allclose(after.quantiles, before.quantiles, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(after.member_quantiles, before.member_quantiles,
+                                   rtol=1e-12, atol=1e-12)
         if before.attention is not None:
             np.testing.assert_array_equal(after.attention, before.attention)
         if isinstance(model, ConformalMIL):
