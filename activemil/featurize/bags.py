@@ -12,24 +12,27 @@ def dedupe_rows(rows: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.
     """Distinct rows of ``rows [N, D]``: ``(table [U, D], inverse [N])`` with
     ``rows == table[inverse]`` bit for bit; table rows in order of first occurrence.
 
-    Rows are hashed (their float bits times seeded random odd 64-bit multipliers, summed with
-    wrap-around), the hashes are deduplicated with :func:`numpy.unique`, and every row is then
-    compared with its representative; on a hash collision (never seen; ~N^2/2^64) it falls
-    back to an exact byte-wise :func:`numpy.unique`. Memory: ``O(N)`` words plus one chunk.
+    Rows are hashed (a float64 projection on a seeded random direction, ``chunk`` rows at a
+    time, one BLAS call each; its bits are the key), the keys are deduplicated with
+    :func:`numpy.unique`, and every row is then compared bit for bit with its representative.
+    A collision (two different rows with one key: never seen, the projection is injective on
+    count vectors up to float64 rounding) falls back to an exact byte-wise
+    :func:`numpy.unique`. Equal rows get equal keys, except where BLAS
+    rounds one row differently from its twin, which only leaves a duplicate in ``table`` (never
+    a wrong ``inverse``). Memory: ``O(N)`` words plus one chunk.
     """
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     n, d = rows.shape
     if n == 0:
         return rows.reshape(0, d), np.zeros(0, np.int64)
     bits = rows.view(np.uint32)
-    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=d, dtype=np.uint64) * np.uint64(2)
-    mult = mult + np.uint64(1)
-    key = np.zeros(n, np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(d):
-            key += bits[:, j].astype(np.uint64) * mult[j]
-            key ^= key >> np.uint64(29)
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    direction = np.random.default_rng(0x5EED).uniform(0.5, 1.5, size=d) * np.sqrt(
+        np.arange(2, d + 2, dtype=np.float64))  # distinct, irrational-ish weights per column
+    key = np.empty(n, np.float64)
+    for start in range(0, n, chunk):
+        key[start : start + chunk] = rows[start : start + chunk].astype(np.float64) @ direction
+    key += 0.0  # -0.0 -> 0.0, so equal projections share their bits
+    _, first, inverse = np.unique(key.view(np.uint64), return_index=True, return_inverse=True)
     # renumber so that table rows appear in order of first occurrence (stable across runs)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
@@ -129,9 +132,13 @@ class BagSet:
         can run its instance part on ``table`` only; see :func:`dedupe_rows`.
         """
         if self._unique is None:
-            table, inv = dedupe_rows(self.features[self.mask])
-            index = np.zeros(self.mask.shape, np.int64)
-            index[self.mask] = inv
+            if self.mask.all():  # every bag full (sampled bags): a view, no copy
+                table, inv = dedupe_rows(self.features.reshape(-1, self.dim))
+                index = inv.reshape(self.mask.shape)
+            else:
+                table, inv = dedupe_rows(self.features[self.mask])
+                index = np.zeros(self.mask.shape, np.int64)
+                index[self.mask] = inv
             object.__setattr__(self, "_unique", (table, index))
         assert self._unique is not None
         return self._unique
