@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--models", default="probes", choices=("probes", "calibrated", "volcano"),
                     help="probes (1-3 above) or the calibrated product surrogates and the choice")
     ap.add_argument("--members", type=int, default=3, help="sabatier members per fold")
+    ap.add_argument("--folds", type=int, default=3,
+                    help="cross-conformal folds of both calibrated surrogates (campaign default 5)")
     ap.add_argument("--restarts", type=int, default=1, help="sabatier random starts per member")
     ap.add_argument("--ridge", type=float, default=0.0, help="sabatier L2 penalty")
     ap.add_argument("--link-init", default="unit", choices=("ls", "unit"),
@@ -172,8 +174,12 @@ def volcano_probes(args: argparse.Namespace, sizes: list[int], bags, truth: np.n
         phi = centre_basis(f, kinds, layout, n_el, inter)
         keep = phi[m].std(0) > 1e-9
         mu, sd = phi[m][:, keep].mean(0), phi[m][:, keep].std(0)
-        x = torch.as_tensor((phi[..., keep] - mu) / sd, dtype=torch.float32)
-        w0 = np.linalg.lstsq(np.hstack([x.numpy()[m], np.ones((int(m.sum()), 1))]), e[m],
+        x64 = (phi[..., keep] - mu) / sd
+        x = torch.as_tensor(x64, dtype=torch.float32)
+        # least squares in float64 on the float64 basis: the basis has exactly collinear
+        # columns (counts of a zone sum to its size), and on float32-rounded columns lstsq's
+        # minimum-norm solution grows to ~1e7 coefficients that no longer cancel
+        w0 = np.linalg.lstsq(np.hstack([x64[m], np.ones((int(m.sum()), 1))]), e[m],
                              rcond=None)[0]
         wt = torch.as_tensor(np.where(m, bags.weights, 0.0), dtype=torch.float32)
         for n in sizes:
@@ -217,8 +223,9 @@ def calibrated(args: argparse.Namespace, sizes: list[int], bags, truth: np.ndarr
     from activemil.surrogates import make_surrogate
 
     makers = {
-        "conjunctive": lambda s: make_surrogate("conjunctive", n_folds=3, n_members=1, seed=s),
-        "sabatier": lambda s: make_surrogate("sabatier", n_folds=3, n_members=args.members,
+        "conjunctive": lambda s: make_surrogate("conjunctive", n_folds=args.folds, n_members=1,
+                                                seed=s),
+        "sabatier": lambda s: make_surrogate("sabatier", n_folds=args.folds, n_members=args.members,
                                            restarts=args.restarts, link_init=args.link_init,
                                            ridge=args.ridge,
                                            seed=s),
