@@ -166,3 +166,35 @@ def test_cv_crps_and_spearman_match_their_definitions() -> None:
     y = rng.normal(size=40)
     assert cv_spearman(y, resid) == pytest.approx(spearmanr(y, y - resid)[0])
     assert np.isnan(cv_spearman(y[:2], resid[:2])) and np.isnan(cv_crps(resid * np.nan, z))
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_batched_fold_fits_match_one_fit_per_fold(pool, prior):
+    """cv_scores fits all folds in one batched GP with each fold's rows masked by noise; its
+    residuals and z-scores must be those of refitting each fold on its own rows."""
+    from activemil.acquisition.posterior import _fit, cv_scores
+
+    comp, truth, _ = pool
+    rng = np.random.default_rng(3)
+    tr = rng.choice(len(comp), 30, replace=False)
+    y = truth[tr] + rng.normal(0, 0.05, 30)
+    prior_col = (y + rng.normal(0, 0.2, 30))[:, None] if prior else np.zeros((30, 1))
+    X = torch.as_tensor(np.hstack([comp[tr], prior_col]))
+    Y = torch.as_tensor((y - y.mean()) / y.std()).unsqueeze(-1)
+    d = comp.shape[1]
+    base = _fit(X, Y, d, prior, 0)
+    resid, z = cv_scores(X, Y, d, prior, n_folds=5, seed=0, d_group=d, init=base.state_dict())
+    # the same folds, one separate fit each (the definition)
+    perm = np.random.default_rng(0).permutation(30)
+    fold = np.empty(30, np.int64)
+    fold[perm] = np.arange(30) % 5
+    for k in range(5):
+        te = fold == k
+        m = _fit(X[~te], Y[~te], d, prior, 0, init=base.state_dict())
+        with torch.no_grad():
+            p = m.posterior(X[te], observation_noise=True)
+            mu, sd = p.mean.reshape(-1).numpy(), p.variance.reshape(-1).sqrt().numpy()
+        want = Y[te, 0].numpy() - mu
+        np.testing.assert_allclose(resid[te], want, atol=5e-3)
+        np.testing.assert_allclose(z[te], np.abs(want) / sd, rtol=2e-2, atol=5e-3)
+    assert np.isfinite(resid).all() and np.isfinite(z).all()
