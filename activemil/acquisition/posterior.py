@@ -64,8 +64,9 @@ class PriorColumnMean(Mean):
     """
 
     def __init__(self, column: int = -1, learn_weight: bool = True,
-                 batch_shape: torch.Size = torch.Size()) -> None:
+                 batch_shape: torch.Size | None = None) -> None:
         super().__init__()
+        batch_shape = torch.Size() if batch_shape is None else batch_shape
         self.column = int(column)
         self.register_parameter("constant", torch.nn.Parameter(torch.zeros(batch_shape)))
         self.register_parameter(
@@ -243,11 +244,12 @@ def _prior_column(prior_median: np.ndarray, n_pool: int, maximize: bool, y_mean:
 KERNELS: tuple[str, ...] = ("rbf", "matern")
 
 
-def _base_kernel(kind: str, d: int, batch_shape: torch.Size = torch.Size()):
+def _base_kernel(kind: str, d: int, batch_shape: torch.Size | None = None):
     """``rbf``: BoTorch's default RBF with the dimension-scaled LogNormal lengthscale prior
     (Hvarfner et al. 2024); ``matern``: Matern-5/2 with a Gamma(3, r) lengthscale prior whose
     mode matches that prior's (``exp(sqrt2 - 3) sqrt d``) but with lighter tails, as BayBE's
     default Gaussian-process preset builds it."""
+    batch_shape = torch.Size() if batch_shape is None else batch_shape
     if kind == "rbf":
         return get_covar_module_with_dim_scaled_prior(ard_num_dims=d, active_dims=list(range(d)),
                                                       batch_shape=batch_shape)
