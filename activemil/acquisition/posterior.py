@@ -322,12 +322,19 @@ def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int
                         par.copy_(src.reshape(par.shape[1:]).expand_as(par))
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    # one thread: these are small factorisations, where intra-op threads cost more than they
+    # give (5-fold scoring of 2 variants took 3.6-4.1 s on 2 threads, 1.5 s on 1;
+    # docs/benchmarks.md, "Proposal wall time", fourth run)
+    torch.set_num_threads(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             fit_gpytorch_mll(mll)
         except (ModelFittingError, RuntimeError):  # keep the start values: still a valid GP
             model.fit_failed = True
+        finally:
+            torch.set_num_threads(threads)
     model.eval()
     return model
 
