@@ -68,7 +68,8 @@ def main() -> None:
     from activemil.surrogates import make_surrogate
 
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{os.cpu_count()} cores, {args.threads} torch thread(s), python {platform.python_version()}, torch {torch.__version__}, "
+          f"{os.cpu_count()} cores, {args.threads} torch thread(s), "
+          f"python {platform.python_version()}, torch {torch.__version__}, "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     sc = Scenario.from_dataset("agirpdptru-orr")
     t0 = time.perf_counter()

@@ -293,20 +293,20 @@ def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int
     covar.raw_outputscale.requires_grad_(False)
     likelihood = None
     if held_out is not None:
-        from botorch.models.utils.gpytorch_modules import MIN_INFERRED_NOISE_LEVEL
+        from botorch.models.utils.gpytorch_modules import (
+            get_gaussian_likelihood_with_lognormal_prior,
+        )
         from gpytorch import settings as gpytorch_settings
-        from gpytorch.constraints import GreaterThan
         from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
-        from gpytorch.priors import LogNormalPrior
 
-        noise_prior = LogNormalPrior(loc=-4.0, scale=1.0)  # as SingleTaskGP's default
+        # the learned noise keeps SingleTaskGP's default prior and floor
+        default = get_gaussian_likelihood_with_lognormal_prior(batch).noise_covar
         with gpytorch_settings.min_fixed_noise(float_value=0.0, double_value=0.0):
             # observed rows carry no fixed noise (gpytorch would round 0 up to 1e-6)
             likelihood = FixedNoiseGaussianLikelihood(
                 noise=held_out.to(train_X.dtype) * _HELD_OUT_NOISE,
-                learn_additional_noise=True, batch_shape=batch, noise_prior=noise_prior,
-                noise_constraint=GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None,
-                                             initial_value=noise_prior.mode))
+                learn_additional_noise=True, batch_shape=batch,
+                noise_prior=default.noise_prior, noise_constraint=default.raw_noise_constraint)
     # outcomes are standardised by the caller: no outcome transform, one space for everything
     model = SingleTaskGP(train_X, train_Y, covar_module=covar, outcome_transform=None,
                          likelihood=likelihood,
