@@ -111,7 +111,9 @@ class PoolPosterior:
         train_X: ``[n, d]``, train_Y: ``[n, 1]`` (oriented, standardised).
         train_rows: int64 ``[n]`` pool rows of the training points (-1 if not in the pool).
         y_mean, y_std: standardisation of the raw target; ``maximize``: orientation.
-        scale: calibration factor ``c`` (posterior sd multiplier).
+        scale: calibration factor ``c`` (posterior sd multiplier; 1 unless ``scale``).
+        calibration: the calibration used (:data:`CALIBRATIONS`); extra_noise: the noise
+            variance it added (standardised units; 0 unless ``noise``).
         cv_mse: K-fold cross-validated mean squared error of the mean (standardised units).
         cv_crps: K-fold cross-validated mean CRPS of the uncalibrated Gaussian predictive
             (standardised units; lower is better).
@@ -151,6 +153,8 @@ class PoolPosterior:
     prior_pending: bool = False
     cv_resid: np.ndarray = field(default_factory=lambda: np.empty(0))
     cv_z: np.ndarray = field(default_factory=lambda: np.empty(0))
+    calibration: str = "scale"
+    extra_noise: float = 0.0
 
     @property
     def n(self) -> int:
@@ -242,6 +246,8 @@ def _prior_column(prior_median: np.ndarray, n_pool: int, maximize: bool, y_mean:
 
 
 KERNELS: tuple[str, ...] = ("rbf", "matern")
+#: how :func:`fit_pool_posterior` calibrates its intervals
+CALIBRATIONS: tuple[str, ...] = ("scale", "noise", "none")
 
 
 def _base_kernel(kind: str, d: int, batch_shape: torch.Size | None = None):
@@ -358,6 +364,77 @@ def loo_scores(model: SingleTaskGP) -> tuple[np.ndarray, np.ndarray]:
     return e.numpy(), sd.numpy()
 
 
+class _Folds:
+    """The K refitted fold GPs behind :func:`cv_scores`, able to re-score the held-out rows
+    with an extra noise variance ``d`` added to every fold's learned noise (hyper-parameters
+    otherwise fixed): the fold posteriors are recomputed, not refitted."""
+
+    def __init__(self, train_X: Tensor, train_Y: Tensor, models: list, tests: list,
+                 batched: bool) -> None:
+        self.X, self.y = train_X, train_Y[:, 0].numpy()
+        self.models, self.tests, self.batched = models, tests, batched
+        self.noise0 = [self._noise(m).detach().clone() for m in models]
+
+    def _noise(self, m) -> Tensor:
+        return m.likelihood.second_noise if self.batched else m.likelihood.noise
+
+    def _set_noise(self, m, value: Tensor) -> None:
+        if self.batched:
+            m.likelihood.second_noise = value
+        else:
+            m.likelihood.noise = value
+        m.train()
+        m.eval()  # drop gpytorch's prediction cache
+
+    def score(self, extra_noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(resid [n], |z| [n])`` of the held-out rows with noise ``+ extra_noise``."""
+        n = len(self.y)
+        resid, z = np.full(n, np.nan), np.full(n, np.nan)
+        for m, tests, s0 in zip(self.models, self.tests, self.noise0):
+            X = self.X.expand(len(tests), -1, -1) if self.batched else self.X
+            self._set_noise(m, s0 + extra_noise)
+            with torch.no_grad():
+                p = m.posterior(X)  # latent f at every row ([b, n, 1] when batched)
+                mu = p.mean[..., 0].reshape(len(tests), -1).numpy()
+                var = (p.variance[..., 0].reshape(len(tests), -1)
+                       + (s0 + extra_noise).reshape(len(tests), 1)).numpy()
+            for i, te in enumerate(tests):
+                resid[te] = self.y[te] - mu[i, te]
+                z[te] = np.abs(resid[te]) / np.sqrt(np.maximum(var[i, te], 1e-12))
+            self._set_noise(m, s0)
+        return resid, z
+
+
+def _cv_folds(
+    train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
+    seed: int = 0, d_group: int | None = None, init: dict | None = None, kernel: str = "rbf",
+) -> _Folds | None:
+    """Fit the K fold GPs of :func:`cv_scores` (``None`` when no fold can be scored)."""
+    n = train_X.shape[0]
+    keys = [tuple(np.round(r, 9)) for r in train_X[:, :d_group or d_kernel].numpy()]
+    groups = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    g = np.array([groups[k] for k in keys])
+    n_groups = len(groups)
+    k_folds = min(n_folds, n_groups)
+    perm = np.random.default_rng(seed).permutation(n_groups)
+    fold_of_group = np.empty(n_groups, dtype=np.int64)
+    fold_of_group[perm] = np.arange(n_groups) % k_folds
+    fold = fold_of_group[g]
+    ks = [k for k in range(k_folds) if not (fold == k).all() and (fold != k).sum() >= 2]
+    if not ks:
+        return None
+    if n > _BATCHED_CV_MAX_ROWS:  # one fit per fold on its own rows, scored at all rows
+        models = [_fit(train_X[fold != k], train_Y[fold != k], d_kernel, prior, seed + k,
+                       init=init, kernel=kernel) for k in ks]
+        return _Folds(train_X, train_Y, models, [[fold == k] for k in ks], batched=False)
+    # all folds in one batched fit: fold k is batch member k with its own rows masked
+    held = torch.as_tensor(np.stack([fold == k for k in ks]))
+    b = len(ks)
+    m = _fit(train_X.expand(b, -1, -1), train_Y.expand(b, -1, -1), d_kernel, prior, seed,
+             init=init, kernel=kernel, held_out=held)
+    return _Folds(train_X, train_Y, [m], [held.numpy()], batched=True)
+
+
 def cv_scores(
     train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
     seed: int = 0, d_group: int | None = None, init: dict | None = None, kernel: str = "rbf",
@@ -371,46 +448,12 @@ def cv_scores(
     hyper-parameters is not (on 16 OER-plate rows LOO |z| had median 0.9 where held-out rows had
     2.3, see docs/design-decisions.md). Replicates of one composition share a fold.
     """
-    n = train_X.shape[0]
-    keys = [tuple(np.round(r, 9)) for r in train_X[:, :d_group or d_kernel].numpy()]
-    groups = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-    g = np.array([groups[k] for k in keys])
-    n_groups = len(groups)
-    k_folds = min(n_folds, n_groups)
-    perm = np.random.default_rng(seed).permutation(n_groups)
-    fold_of_group = np.empty(n_groups, dtype=np.int64)
-    fold_of_group[perm] = np.arange(n_groups) % k_folds
-    fold = fold_of_group[g]
-    z = np.full(n, np.nan)
-    resid = np.full(n, np.nan)
-    ks = [k for k in range(k_folds) if not (fold == k).all() and (fold != k).sum() >= 2]
-    if not ks:
-        return resid, z
-    if n > _BATCHED_CV_MAX_ROWS:  # one fit per fold on its own rows
-        for k in ks:
-            te = fold == k
-            m = _fit(train_X[~te], train_Y[~te], d_kernel, prior, seed + k, init=init,
-                     kernel=kernel)
-            with torch.no_grad():
-                p = m.posterior(train_X[te], observation_noise=True)
-                sd = p.variance.reshape(-1).clamp_min(1e-12).sqrt().numpy()
-                resid[te] = train_Y[te, 0].numpy() - p.mean.reshape(-1).numpy()
-            z[te] = np.abs(resid[te]) / sd
-        return resid, z
-    # all folds in one batched fit: fold k is batch member k with its own rows masked
-    held = torch.as_tensor(np.stack([fold == k for k in ks]))
-    b = len(ks)
-    m = _fit(train_X.expand(b, -1, -1), train_Y.expand(b, -1, -1), d_kernel, prior, seed,
-             init=init, kernel=kernel, held_out=held)
-    with torch.no_grad():
-        p = m.posterior(train_X.expand(b, -1, -1))  # latent f at every row, per fold
-        mu_all = p.mean[..., 0].numpy()
-        var_all = (p.variance[..., 0] + m.likelihood.second_noise.reshape(b, 1)).numpy()
-    for i in range(b):
-        te = held[i].numpy()
-        resid[te] = train_Y[te, 0].numpy() - mu_all[i, te]
-        z[te] = np.abs(resid[te]) / np.sqrt(np.maximum(var_all[i, te], 1e-12))
-    return resid, z
+    folds = _cv_folds(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
+                      d_group=d_group, init=init, kernel=kernel)
+    if folds is None:
+        n = train_X.shape[0]
+        return np.full(n, np.nan), np.full(n, np.nan)
+    return folds.score(0.0)
 
 
 def crps_rows(resid: np.ndarray, z_abs: np.ndarray) -> np.ndarray:
@@ -446,27 +489,78 @@ def cv_spearman(y: np.ndarray, resid: np.ndarray) -> float:
     return float(rho) if np.isfinite(rho) else float("nan")
 
 
+def _conformal_rank(n: int, alpha: float) -> tuple[int, float, str]:
+    """``(k, alpha_used, note)``: the finite-sample conformal rank ``ceil((n+1)(1-a))`` of ``n``
+    scores at ``alpha``, or at the smallest feasible level of (0.2) when there are too few;
+    ``k = 0`` below ``_MIN_CAL`` scores (no calibration)."""
+    for a in (alpha, 0.2):
+        k = math.ceil((n + 1) * (1 - a) - 1e-12)
+        if n >= _MIN_CAL and k <= n:
+            note = "" if a == alpha else (
+                f"calibration: {n} cross-validated scores are too few for alpha={alpha}, "
+                f"so it was set at alpha={a}")
+            return k, a, note
+    return 0, alpha, (f"calibration: only {n} cross-validated scores, posterior left "
+                      "uncalibrated")
+
+
+def _z_quantile(alpha: float) -> float:
+    """``z_{1-alpha/2}``, the half-width of the central ``1 - alpha`` Gaussian interval."""
+    return math.sqrt(2.0) * float(torch.erfinv(torch.tensor(1 - alpha, dtype=torch.float64)))
+
+
 def calibration_factor(z_abs: np.ndarray, alpha: float) -> tuple[float, float, str]:
     """``c`` such that the ``1 - alpha`` interval ``mu +- c z sd`` covers the conformal share.
 
     Returns ``(c, alpha_used, note)``: the finite-sample conformal quantile
-    (``ceil((n+1)(1-a))``-th smallest ``|z|``) at ``alpha``, or at the smallest feasible level
-    of (0.2) when there are too few scores, divided by ``z_{1-a/2}``; ``c = 1`` below
-    ``_MIN_CAL`` scores. Clipped to ``[0.5, 10]``.
+    (``ceil((n+1)(1-a))``-th smallest ``|z|``, :func:`_conformal_rank`) divided by
+    ``z_{1-a/2}``; ``c = 1`` below ``_MIN_CAL`` scores. Clipped to ``[0.5, 10]``.
     """
     z = np.sort(np.asarray(z_abs, dtype=np.float64)[np.isfinite(z_abs)])
-    n = len(z)
-    for a in (alpha, 0.2):
-        k = math.ceil((n + 1) * (1 - a) - 1e-12)
-        if n >= _MIN_CAL and k <= n:
-            zq = math.sqrt(2.0) * float(torch.erfinv(torch.tensor(1 - a, dtype=torch.float64)))
-            c = float(np.clip(z[k - 1] / zq, *_C_RANGE))
-            note = "" if a == alpha else (
-                f"calibration: {n} cross-validated scores are too few for alpha={alpha}, "
-                f"so the scale was set at alpha={a}")
-            return c, a, note
-    return 1.0, alpha, (f"calibration: only {n} cross-validated scores, posterior left uncalibrated "
-                        "(scale 1)")
+    k, a, note = _conformal_rank(len(z), alpha)
+    if k == 0:
+        return 1.0, alpha, note
+    return float(np.clip(z[k - 1] / _z_quantile(a), *_C_RANGE)), a, note
+
+
+#: largest extra noise variance the noise calibration adds (standardised units: 100 x the
+#: outcome variance, beyond which the posterior mean is the prior mean)
+_D_MAX = 100.0
+
+
+def noise_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float, float, str]:
+    """Smallest extra noise variance ``d >= 0`` whose held-out scores cover conformally.
+
+    ``score(d) -> (resid [n], |z| [n])`` re-scores the K-fold held-out rows with ``d`` added to
+    every fold's noise (:class:`_Folds`); ``d`` is the smallest value (bisection on ``log d``,
+    relative tolerance ``tol``) at which the conformal rank of ``|z|`` (:func:`_conformal_rank`)
+    is at most ``z_{1-a/2}``, so the ``1 - alpha`` predictive interval of a model with noise
+    ``+ d`` covers the conformal share of held-out rows. ``d = 0`` when the fitted model
+    already covers. Returns ``(d, alpha_used, note)``.
+    """
+    z0 = score(0.0)[1]
+    k, a, note = _conformal_rank(int(np.isfinite(z0).sum()), alpha)
+    if k == 0:
+        return 0.0, alpha, note
+    zq = _z_quantile(a)
+
+    def covers(d: float) -> bool:
+        z = score(d)[1]
+        return float(np.sort(z[np.isfinite(z)])[k - 1]) <= zq
+
+    if covers(0.0):
+        return 0.0, a, note
+    lo, hi = 0.0, 1e-4
+    while not covers(hi):
+        lo, hi = hi, hi * 4.0
+        if hi > _D_MAX:
+            return _D_MAX, a, (note + "; " if note else "") + (
+                "calibration: no noise level made the held-out rows cover; capped")
+    lo = max(lo, hi / 4.0)
+    while hi / lo > 1.0 + tol:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if covers(mid) else (mid, hi)
+    return hi, a, note
 
 
 def fit_pool_posterior(
@@ -482,6 +576,7 @@ def fit_pool_posterior(
     embedding_dims: int = 0,
     prior_in_kernel: bool = False,
     kernel: str = "rbf",
+    calibration: str = "scale",
     alpha: float = 0.1,
     n_folds: int = 5,
     seed: int = 0,
@@ -504,6 +599,11 @@ def fit_pool_posterior(
         kernel: ``rbf`` (default) or ``matern`` (see :func:`_base_kernel`).
         prior_in_kernel: the prior-mean column is also a kernel input (a 1-d learned feature:
             candidates the MIL predicts alike are correlated); out of fold at training points.
+        calibration: how the posterior is made to cover at ``1 - alpha`` on K-fold
+            held-out rows: ``scale`` multiplies every (co)variance by ``c**2``
+            (:func:`calibration_factor`); ``noise`` adds the smallest noise variance that
+            covers (:func:`noise_calibration`; the prior variance far from data stays 1);
+            ``none`` keeps the marginal-likelihood fit (a plain GP, intervals uncalibrated).
         alpha: miscoverage level the calibration targets.
         n_folds: folds of the cross-validated calibration scores (refits per fold).
         seed: seeds the hyper-parameter fit and the folds.
@@ -566,22 +666,37 @@ def fit_pool_posterior(
         d_kernel += 1  # the prior column is the last one, right after the kernel columns
     if kernel not in KERNELS:
         raise InputError(f"Unknown posterior kernel {kernel!r}; use one of {', '.join(KERNELS)}.")
+    if calibration not in CALIBRATIONS:
+        raise InputError(f"Unknown posterior calibration {calibration!r}; use one of "
+                         f"{', '.join(CALIBRATIONS)}.")
     base = _fit(train_X, train_Y, d_kernel, prior, seed, kernel=kernel)
-    resid, z = cv_scores(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
-                         d_group=d_comp, init=base.state_dict(), kernel=kernel)
-    c, _, note = calibration_factor(z, alpha)
+    folds = _cv_folds(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
+                      d_group=d_comp, init=base.state_dict(), kernel=kernel)
+    nan = np.full(len(y), np.nan)
+    resid, z = (nan, nan) if folds is None else folds.score(0.0)
+    c, extra, z_cal, note = 1.0, 0.0, z, ""
+    if calibration == "scale":
+        # outputscale and noise scaled by c^2 (mean unchanged, covariances x c^2)
+        c, _, note = calibration_factor(z, alpha)
+        base.covar_module.outputscale = c ** 2
+        base.likelihood.noise = base.likelihood.noise * c ** 2
+        z_cal = z / c
+    elif calibration == "noise" and folds is not None:
+        # noise + d (prior variance unchanged; the mean smooths as the noise grows)
+        extra, _, note = noise_calibration(folds.score, alpha)
+        base.likelihood.noise = base.likelihood.noise + extra
+        z_cal = folds.score(extra)[1]
     if note:
         notes.append(note)
-    # calibrated model: outputscale and noise scaled by c^2 (mean unchanged, covariances x c^2)
-    base.covar_module.outputscale = c ** 2
-    base.likelihood.noise = base.likelihood.noise * c ** 2
-    base.eval()
-    zq = math.sqrt(2.0) * float(torch.erfinv(torch.tensor(1 - alpha, dtype=torch.float64)))
-    ok = np.isfinite(z)
-    cv_cov = float(np.mean(z[ok] <= c * zq)) if ok.any() else float("nan")
+    base.train()
+    base.eval()  # drop any prediction cache of the uncalibrated model
+    zq = _z_quantile(alpha)
+    ok = np.isfinite(z_cal)
+    cv_cov = float(np.mean(z_cal[ok] <= zq)) if ok.any() else float("nan")
     return PoolPosterior(
         model=base, X=X, ids=tuple(ids), train_X=train_X, train_Y=train_Y,
         train_rows=train_rows, y_mean=y_mean, y_std=y_std, maximize=maximize, scale=c,
+        calibration=calibration, extra_noise=extra,
         alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
         cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
         cv_crps=cv_crps(resid, z), cv_spearman=cv_spearman(train_Y[:, 0].numpy(), resid),

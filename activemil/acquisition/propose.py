@@ -89,6 +89,15 @@ def _rows(ids: Iterable[str], index: dict[str, int], what: str) -> tuple[np.ndar
     return np.unique(np.asarray(rows, dtype=np.int64)), missing
 
 
+def calibration_text(post: PoolPosterior) -> str:
+    """How ``post`` was calibrated, in a few words (for the proposal notes)."""
+    if post.calibration == "noise":
+        return f"calibration noise +{post.extra_noise:.3g} (standardised)"
+    if post.calibration == "scale":
+        return f"calibration scale x{post.scale:.2f}"
+    return "uncalibrated"
+
+
 def build_posterior(
     bags: Any,
     train_ids: Sequence[str],
@@ -101,6 +110,7 @@ def build_posterior(
     embedding_dims: int = 0,
     prior_in_kernel: bool = False,
     kernel: str = "rbf",
+    calibration: str = "scale",
     model: str = "auto",
     seed: int = 0,
     lazy: bool = True,
@@ -135,7 +145,8 @@ def build_posterior(
         transfer: ``[N]`` the prior GP's mean over the pool rows of ``bags`` in the priors'
             standardised, oriented units (:func:`~activemil.acquisition.transfer.prior_mean`),
             or ``None``.
-        embedding_dims, prior_in_kernel, kernel: options of :func:`fit_pool_posterior`.
+        embedding_dims, prior_in_kernel, kernel, calibration: options of
+            :func:`fit_pool_posterior`.
         rule: one of :data:`~activemil.acquisition.choice.CHOICE_RULES` (``mse`` is the
             former lowest-CV-MSE choice).
         lazy: score ``mil`` on the training points only and predict the pool with the MIL
@@ -166,7 +177,8 @@ def build_posterior(
     e = composition_columns(bags)
     comp = np.asarray(bags.side[:, :e], dtype=np.float64)
     y = np.asarray(train_y, float)
-    common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel}
+    common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel,
+              "calibration": calibration}
     fits: dict[str, PoolPosterior] = {}
     pred = None
     wanted = POSTERIOR_MODELS if model == "auto" else (model,)
@@ -327,7 +339,7 @@ def propose_from_posterior(
         f"posterior: GP on composition{f' + {post.n_embedding}-d MIL embedding' if post.n_embedding else ''}"
         f"{f' with the {post.prior_source} as prior mean' if post.prior else ''}, "
         f"{len(post.train_Y)} "
-        f"measurements, calibration scale x{post.scale:.2f} (cross-validated coverage "
+        f"measurements, {calibration_text(post)} (cross-validated coverage "
         f"{post.cv_coverage:.0%} at {1 - post.alpha:.0%})"
     )
     df.attrs["notes"] = notes
@@ -365,11 +377,12 @@ def propose_batch(
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
     model = str(policy_kw.pop("model", "auto"))
     kernel = str(policy_kw.pop("kernel", "rbf"))
+    calibration = str(policy_kw.pop("calibration", "scale"))
     rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
                                  transfer=transfer, maximize=maximize,
                                  alpha=alpha, embedding_dims=dims, model=model, kernel=kernel,
-                                 seed=seed, rule=rule)
+                                 calibration=calibration, seed=seed, rule=rule)
     t1 = time.perf_counter()
     kinds = tuple(str(k) for k in (getattr(bags, "meta", {}) or {}).get("site_kinds", ()))
     df = propose_from_posterior(

@@ -392,6 +392,8 @@ def _model_batch(
             "top_sites": r.get("top_sites", ""),
             "quantiles": {key: float(v) for key, v in zip(QUANTILE_KEYS, qs_all[k])},
             "posterior": {**post.choice, "scale": round(float(post.scale), 4),
+                          "calibration": post.calibration,
+                          "extra_noise": round(float(post.extra_noise), 6),
                           "cv_coverage": round(float(post.cv_coverage), 4)},
         })
     notes = [str(n) for n in picked.attrs.get("notes", []) or []]

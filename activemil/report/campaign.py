@@ -60,8 +60,8 @@ def coverage_table(joined: pd.DataFrame) -> pd.DataFrame:
 
 def model_rounds(props: pd.DataFrame) -> pd.DataFrame:
     """One row per batch: the proposal mode, policy, surrogate, training size and the
-    posterior's model choice (chosen model, rule, out-of-fold CRPS and MSE per candidate model, variance
-    scale, cross-validated coverage)."""
+    posterior's model choice (chosen model, rule, out-of-fold CRPS and MSE per candidate model, the
+    calibration with its variance scale or extra noise, cross-validated coverage)."""
     rows = []
     for bid, g in props.groupby("batch", sort=False):
         first = g.iloc[0]
@@ -75,7 +75,9 @@ def model_rounds(props: pd.DataFrame) -> pd.DataFrame:
             "out-of-fold CRPS": ", ".join(f"{k} {fmt(v, 3)}"
                                           for k, v in (post.get("cv_crps") or {}).items()),
             "out-of-fold MSE": ", ".join(f"{k} {fmt(v, 3)}" for k, v in cv.items()),
-            "variance scale": post.get("scale"), "cv coverage": post.get("cv_coverage"),
+            "calibration": post.get("calibration", "scale"),
+            "variance scale": post.get("scale"), "extra noise": post.get("extra_noise", 0.0),
+            "cv coverage": post.get("cv_coverage"),
         })
     return pd.DataFrame(rows)
 
