@@ -12,15 +12,16 @@ from activemil.acquisition.posterior import NORMAL_SCORES, embedding_columns
 from activemil.errors import InputError
 
 
+@pytest.mark.parametrize("calibration", ["scale", "noise"])
 @pytest.mark.parametrize("n_train", [12, 30])
-def test_central_intervals_cover_at_calibrated_level_on_held_out_rows(pool, n_train):
+def test_central_intervals_cover_at_calibrated_level_on_held_out_rows(pool, n_train, calibration):
     comp, truth, ids = pool
     cover90, cover80 = [], []
     for seed in range(6):
         rng = np.random.default_rng(seed)
         y_all = truth + rng.normal(0, 0.05, len(truth))
         tr = rng.choice(len(comp), n_train, replace=False)
-        post = fit_pool_posterior(comp, ids, tr, y_all[tr], seed=seed)
+        post = fit_pool_posterior(comp, ids, tr, y_all[tr], seed=seed, calibration=calibration)
         q = post.quantiles()
         test = np.setdiff1d(np.arange(len(comp)), tr)
         y = y_all[test]
@@ -198,3 +199,56 @@ def test_batched_fold_fits_match_one_fit_per_fold(pool, prior):
         np.testing.assert_allclose(resid[te], want, atol=5e-3)
         np.testing.assert_allclose(z[te], np.abs(want) / sd, rtol=2e-2, atol=5e-3)
     assert np.isfinite(resid).all() and np.isfinite(z).all()
+
+
+def test_noise_calibration_is_the_smallest_covering_noise(pool):
+    """The noise calibration adds the smallest extra noise (to its tolerance) at which the
+    conformal rank of the held-out |z| is within z_{1-a/2}; the prior variance is unchanged."""
+    from activemil.acquisition.posterior import _conformal_rank, _cv_folds, _fit, _z_quantile
+
+    comp, truth, ids = pool
+    rng = np.random.default_rng(5)
+    tr = rng.choice(len(comp), 16, replace=False)
+    y = truth[tr] + rng.normal(0, 0.05, 16)
+    post = fit_pool_posterior(comp, ids, tr, y, calibration="noise")
+    raw = fit_pool_posterior(comp, ids, tr, y, calibration="none")
+    d = post.extra_noise
+    assert post.scale == 1.0 and raw.extra_noise == 0.0
+    assert post.noise == pytest.approx(raw.noise + d, rel=1e-6)
+    X, Y = post.train_X, post.train_Y
+    base = _fit(X, Y, 3, False, 0)
+    folds = _cv_folds(X, Y, 3, False, n_folds=5, seed=0, d_group=3, init=base.state_dict())
+    k, a, _ = _conformal_rank(16, 0.1)
+    rank = lambda dd: np.sort(folds.score(dd)[1])[k - 1]  # noqa: E731
+    np.testing.assert_allclose(folds.score(0.0)[1], post.cv_z)  # re-scoring leaves the folds
+    if d > 0:
+        assert rank(d) <= _z_quantile(a) < rank(d / 1.05)
+    else:
+        assert rank(0.0) <= _z_quantile(a)
+    assert post.cv_coverage >= 1 - a - 1e-9
+    # far from every measurement the latent variance is the prior's (1), not inflated
+    far = np.argmax(np.min(np.linalg.norm(comp[:, None] - comp[tr][None], axis=2), axis=1))
+    assert post.mean_var(np.array([far]))[1][0] <= 1.0 + 1e-6
+
+
+def test_fold_rescoring_matches_between_batched_and_separate_fits(pool, monkeypatch):
+    """Re-scoring with extra noise agrees whether the folds were fitted in one batch or one
+    by one (the path above ``_BATCHED_CV_MAX_ROWS``)."""
+    import activemil.acquisition.posterior as P
+
+    comp, truth, _ = pool
+    rng = np.random.default_rng(4)
+    tr = rng.choice(len(comp), 24, replace=False)
+    y = truth[tr] + rng.normal(0, 0.05, 24)
+    X = torch.as_tensor(np.hstack([comp[tr], np.zeros((24, 1))]))
+    Y = torch.as_tensor((y - y.mean()) / y.std()).unsqueeze(-1)
+    base = P._fit(X, Y, 3, False, 0)
+    kw = dict(n_folds=5, seed=0, d_group=3, init=base.state_dict())
+    batched = P._cv_folds(X, Y, 3, False, **kw)
+    monkeypatch.setattr(P, "_BATCHED_CV_MAX_ROWS", 10)
+    separate = P._cv_folds(X, Y, 3, False, **kw)
+    for d in (0.0, 0.3):
+        (r1, z1), (r2, z2) = batched.score(d), separate.score(d)
+        np.testing.assert_allclose(r1, r2, atol=5e-3)
+        np.testing.assert_allclose(z1, z2, rtol=2e-2, atol=5e-3)
+    assert (batched.score(0.3)[1] < batched.score(0.0)[1]).mean() > 0.5
