@@ -53,6 +53,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--mil-settings", default="{}", help="JSON settings for make_surrogate('mil')")
     ap.add_argument("--cache", default="out/feature-cache")
+    ap.add_argument("--calibrations", default="scale",
+                    help="posterior calibrations to compare (scale, noise, none), comma-separated;"
+                         " each posterior row is named posterior-<variant>[-<calibration>]")
+    ap.add_argument("--no-mil", action="store_true", help="skip the MIL variants (GP rows only)")
     ap.add_argument("-o", "--out", default="out/bench-posterior")
     args = ap.parse_args()
     import torch
@@ -83,25 +87,34 @@ def main() -> None:
                 t0 = time.perf_counter()
                 mu, lo, hi = _botorch_gp(comp, tr, y, sc.maximize)
                 results["botorch-gp"] = (mu, lo, hi, time.perf_counter() - t0)
+                cals = args.calibrations.split(",")
+                tag = {c: "" if len(cals) == 1 else f"-{c}" for c in cals}
+                for cal in cals:
+                    t0 = time.perf_counter()
+                    post, _ = build_posterior(bags, ids, y, maximize=sc.maximize, model="gp",
+                                              seed=seed, calibration=cal)
+                    q = post.quantiles()
+                    results[f"posterior-gp{tag[cal]}"] = (q[:, 4], q[:, 1], q[:, 7],
+                                                          time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                post, _ = build_posterior(bags, ids, y, maximize=sc.maximize, model="gp",
-                                          seed=seed)
-                q = post.quantiles()
-                results["posterior-gp"] = (q[:, 4], q[:, 1], q[:, 7], time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                mil = make_surrogate("mil", seed=seed, **mil_settings).fit(bags.subset(tr), y)
-                t_mil = time.perf_counter() - t0
-                for name, dims, pk in (("posterior-mil", 2, False),
-                                       ("posterior-mil-noemb", 0, False),
-                                       ("posterior-mil-kernel", 0, True)):
+                variants = () if args.no_mil else (("posterior-mil", 2, False),
+                                                   ("posterior-mil-noemb", 0, False),
+                                                   ("posterior-mil-kernel", 0, True))
+                if variants:
+                    mil = make_surrogate("mil", seed=seed, **mil_settings).fit(bags.subset(tr), y)
+                    t_mil = time.perf_counter() - t0
+                for (name, dims, pk), cal in ((v, c) for v in variants for c in cals):
                     t0 = time.perf_counter()
                     post, _ = build_posterior(bags, ids, y, surrogate=mil, maximize=sc.maximize,
                                               embedding_dims=dims, prior_in_kernel=pk,
-                                              model="mil", seed=seed)
+                                              model="mil", seed=seed, calibration=cal)
                     q = post.quantiles()
-                    results[name] = (q[:, 4], q[:, 1], q[:, 7], t_mil + time.perf_counter() - t0)
-                pm = mil.predict(bags)
-                results["mil-alone"] = (pm.median, pm.quantiles[:, 1], pm.quantiles[:, 7], t_mil)
+                    results[name + tag[cal]] = (q[:, 4], q[:, 1], q[:, 7],
+                                                t_mil + time.perf_counter() - t0)
+                if variants:
+                    pm = mil.predict(bags)
+                    results["mil-alone"] = (pm.median, pm.quantiles[:, 1], pm.quantiles[:, 7],
+                                            t_mil)
                 for name, (m, lo_, hi_, sec) in results.items():
                     score = sign * m
                     cand = rest[np.argsort(-score[rest])[:8]]

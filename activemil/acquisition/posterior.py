@@ -6,8 +6,8 @@ The model is a BoTorch :class:`~botorch.models.SingleTaskGP` on pool inputs
 prior-mean column (1)]``
 
 - kernel: RBF with ARD over the first ``E + k`` columns (BoTorch's dimension-scaled lengthscale
-  prior, Hvarfner et al. 2024), wrapped in a :class:`~gpytorch.kernels.ScaleKernel` whose
-  outputscale carries the calibration factor;
+  prior, Hvarfner et al. 2024), wrapped in a :class:`~gpytorch.kernels.ScaleKernel` with
+  outputscale 1 on standardised outcomes (changed only by the ``scale`` calibration);
 - mean: :class:`PriorColumnMean`, ``w * x[..., -1] + b``: the MIL ensemble's median (its
   out-of-fold median at the training points) enters as an input column, so the GP models the
   MIL's residual and the mean stays an ordinary function of ``x`` (fantasies, conditioning and
@@ -15,14 +15,21 @@ prior-mean column (1)]``
   composition GP with a constant mean.
 
 Outcomes are standardised and oriented (larger is better). Hyper-parameters are fitted by
-maximum marginal likelihood (``fit_gpytorch_mll``); then one calibration factor ``c`` scales
-both the outputscale and the noise by ``c**2``, which leaves the posterior mean unchanged and
-multiplies every posterior (co)variance by ``c**2``. ``c`` is the conformal quantile of the
-K-fold cross-validated normalised residuals ``|y_i - mu_{-k(i)}| / sd_{-k(i)}`` (each fold's GP
-refitted, hyper-parameters included) at ``alpha`` divided by the Gaussian quantile
-``z_{1-alpha/2}`` (cross-conformal on normalised scores, Lei et al. 2018; Barber et al. 2021), so
-the model's own central ``1 - alpha`` predictive intervals cover at the calibrated level; the 9
-quantiles the user sees are read from this same calibrated posterior.
+maximum marginal likelihood (``fit_gpytorch_mll``); then the model is calibrated on K-fold
+cross-validated normalised residuals ``|y_i - mu_{-k(i)}| / sd_{-k(i)}`` (each fold's GP
+refitted, hyper-parameters included; cross-conformal on normalised scores, Lei et al. 2018;
+Barber et al. 2021), so that its own central ``1 - alpha`` predictive intervals cover the
+conformal share of held-out rows. Two calibrations (``calibration``):
+
+- ``noise`` (default): the smallest extra noise variance ``d`` at which the re-scored held-out
+  rows cover is added to the likelihood. The prior variance, and so the posterior variance far
+  from every measurement, stays 1; the mean smooths as ``d`` grows.
+- ``scale``: one factor ``c`` (the conformal quantile of the scores over ``z_{1-alpha/2}``)
+  scales both the outputscale and the noise by ``c**2``: the mean is unchanged and every
+  (co)variance is multiplied by ``c**2``, far from data too. At 8-16 measurements ``c`` was 2-9,
+  which sent every policy to the simplex edges (docs/design-decisions.md).
+
+The 9 quantiles the user sees are read from this same calibrated posterior.
 """
 
 from __future__ import annotations
@@ -248,6 +255,8 @@ def _prior_column(prior_median: np.ndarray, n_pool: int, maximize: bool, y_mean:
 KERNELS: tuple[str, ...] = ("rbf", "matern")
 #: how :func:`fit_pool_posterior` calibrates its intervals
 CALIBRATIONS: tuple[str, ...] = ("scale", "noise", "none")
+#: the default calibration (measured against ``scale`` in docs/design-decisions.md)
+DEFAULT_CALIBRATION = "noise"
 
 
 def _base_kernel(kind: str, d: int, batch_shape: torch.Size | None = None):
@@ -576,7 +585,7 @@ def fit_pool_posterior(
     embedding_dims: int = 0,
     prior_in_kernel: bool = False,
     kernel: str = "rbf",
-    calibration: str = "scale",
+    calibration: str = DEFAULT_CALIBRATION,
     alpha: float = 0.1,
     n_folds: int = 5,
     seed: int = 0,

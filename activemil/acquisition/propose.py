@@ -20,7 +20,11 @@ from activemil.acquisition.choice import (
     rounded,
 )
 from activemil.acquisition.names import POLICIES, POSTERIOR_MODELS
-from activemil.acquisition.posterior import PoolPosterior, fit_pool_posterior
+from activemil.acquisition.posterior import (
+    DEFAULT_CALIBRATION,
+    PoolPosterior,
+    fit_pool_posterior,
+)
 from activemil.errors import InputError
 from activemil.surrogates.prediction import ALPHAS, MEDIAN_INDEX, Prediction, interval_indices
 
@@ -110,7 +114,7 @@ def build_posterior(
     embedding_dims: int = 0,
     prior_in_kernel: bool = False,
     kernel: str = "rbf",
-    calibration: str = "scale",
+    calibration: str = DEFAULT_CALIBRATION,
     model: str = "auto",
     seed: int = 0,
     lazy: bool = True,
@@ -377,7 +381,7 @@ def propose_batch(
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
     model = str(policy_kw.pop("model", "auto"))
     kernel = str(policy_kw.pop("kernel", "rbf"))
-    calibration = str(policy_kw.pop("calibration", "scale"))
+    calibration = str(policy_kw.pop("calibration", DEFAULT_CALIBRATION))
     rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
                                  transfer=transfer, maximize=maximize,

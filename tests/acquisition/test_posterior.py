@@ -53,8 +53,9 @@ def test_calibration_scales_variance_not_mean(pool):
     comp, truth, ids = pool
     rng = np.random.default_rng(1)
     tr = rng.choice(len(comp), 20, replace=False)
-    post = fit_pool_posterior(comp, ids, tr, truth[tr] * 5.0)
+    post = fit_pool_posterior(comp, ids, tr, truth[tr] * 5.0, calibration="scale")
     c = post.scale
+    assert c != 1.0
     raw = copy.deepcopy(post.model)  # undo the calibration: outputscale and noise / c^2
     raw.covar_module.outputscale = post.model.covar_module.outputscale / c ** 2
     raw.likelihood.noise = post.model.likelihood.noise / c ** 2
@@ -107,8 +108,9 @@ def test_fantasy_shrinks_variance_at_and_near_the_point(pool):
         v1 = cond.posterior(post.X[[x, near, far]]).variance.reshape(-1).numpy()
         fant = post.model.fantasize(post.X[[x]], sampler=_sampler())
         v2 = fant.posterior(post.X[[x, near, far]]).variance.reshape(-1, 3)[0].numpy()
-    assert v1[0] < 0.5 * v0[0]
-    assert v1[1] < v0[1]
+    s2 = post.noise  # one observation with noise s2: v0 -> v0 s2 / (v0 + s2) at the point
+    assert v1[0] == pytest.approx(v0[0] * s2 / (v0[0] + s2), rel=1e-4)
+    assert v1[0] < v0[0] and v1[1] < v0[1]
     assert (v0[1] - v1[1]) > (v0[2] - v1[2])  # shrinkage decays with distance
     np.testing.assert_allclose(v1, v2, rtol=1e-6)  # believer == BoTorch fantasize (variances)
 

@@ -90,4 +90,5 @@ def test_build_posterior_chooses_transfer_when_the_prior_explains_the_target() -
     with torch.no_grad():
         before = float(post.model.posterior(x).variance)
         after = float(post.condition_believer(np.array([r])).posterior(x).variance)
-    assert after < 0.5 * before
+    assert after < before
+    assert after == pytest.approx(before * post.noise / (before + post.noise), rel=1e-4)
