@@ -221,7 +221,10 @@ def test_noise_calibration_is_the_smallest_covering_noise(pool):
     base = _fit(X, Y, 3, False, 0)
     folds = _cv_folds(X, Y, 3, False, n_folds=5, seed=0, d_group=3, init=base.state_dict())
     k, a, _ = _conformal_rank(16, 0.1)
-    rank = lambda dd: np.sort(folds.score(dd)[1])[k - 1]  # noqa: E731
+
+    def rank(dd: float) -> float:
+        return float(np.sort(folds.score(dd)[1])[k - 1])
+
     np.testing.assert_allclose(folds.score(0.0)[1], post.cv_z)  # re-scoring leaves the folds
     if d > 0:
         assert rank(d) <= _z_quantile(a) < rank(d / 1.05)
@@ -245,7 +248,7 @@ def test_fold_rescoring_matches_between_batched_and_separate_fits(pool, monkeypa
     X = torch.as_tensor(np.hstack([comp[tr], np.zeros((24, 1))]))
     Y = torch.as_tensor((y - y.mean()) / y.std()).unsqueeze(-1)
     base = P._fit(X, Y, 3, False, 0)
-    kw = dict(n_folds=5, seed=0, d_group=3, init=base.state_dict())
+    kw = {"n_folds": 5, "seed": 0, "d_group": 3, "init": base.state_dict()}
     batched = P._cv_folds(X, Y, 3, False, **kw)
     monkeypatch.setattr(P, "_BATCHED_CV_MAX_ROWS", 10)
     separate = P._cv_folds(X, Y, 3, False, **kw)
