@@ -22,6 +22,7 @@ from activemil.acquisition.choice import (
 from activemil.acquisition.names import POLICIES, POSTERIOR_MODELS
 from activemil.acquisition.posterior import (
     DEFAULT_CALIBRATION,
+    DEFAULT_KERNEL,
     PoolPosterior,
     fit_pool_posterior,
 )
@@ -113,7 +114,7 @@ def build_posterior(
     alpha: float = 0.1,
     embedding_dims: int = 0,
     prior_in_kernel: bool = False,
-    kernel: str = "rbf",
+    kernel: str = DEFAULT_KERNEL,
     calibration: str = DEFAULT_CALIBRATION,
     model: str = "auto",
     seed: int = 0,
@@ -380,7 +381,7 @@ def propose_batch(
     t0 = time.perf_counter()
     dims = int(policy_kw.get("embedding_dims", P.PolicySettings.embedding_dims))
     model = str(policy_kw.pop("model", "auto"))
-    kernel = str(policy_kw.pop("kernel", "rbf"))
+    kernel = str(policy_kw.pop("kernel", DEFAULT_KERNEL))
     calibration = str(policy_kw.pop("calibration", DEFAULT_CALIBRATION))
     rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
