@@ -132,3 +132,20 @@ def test_propose_batch_top_sites_from_the_picks(pool, informative, monkeypatch) 
         assert sizes == [4] and pred is None and full.attention is None
     else:
         assert sizes == [len(bags)] and full.attention is not None
+
+
+def test_propose_batch_passes_calibration_and_kernel_settings(pool) -> None:
+    """The campaign's acquisition settings ``calibration`` and ``kernel`` reach the posterior
+    (old campaigns keep the old posterior with ``scale``/``rbf``); a bad name is one sentence."""
+    from activemil.errors import InputError
+
+    bags, ids, y, _ = _setup(pool, False)
+    _, post, _ = PR.propose_batch(bags, ids, y, 2, "ucb", seed=0)
+    assert (post.calibration, post.scale) == ("noise", 1.0)
+    _, old, _ = PR.propose_batch(bags, ids, y, 2, "ucb", seed=0, calibration="scale",
+                                 kernel="rbf")
+    assert old.calibration == "scale" and old.extra_noise == 0.0
+    assert type(old.model.covar_module.base_kernel).__name__ == "RBFKernel"
+    assert type(post.model.covar_module.base_kernel).__name__ == "MaternKernel"
+    with pytest.raises(InputError, match="Unknown posterior calibration"):
+        PR.propose_batch(bags, ids, y, 2, "ucb", seed=0, calibration="wide")
