@@ -211,6 +211,7 @@ class CampaignSession:
             index = {cid: k for k, cid in enumerate(prediction.ids)}
             prediction = prediction.subset(np.array([index[c] for c in self.pool.ids]))
         return Proposal(rows=rows, prediction=prediction, notes=list(res.notes), mode=res.mode,
+                        model=chosen_model(res.events),
                         seconds={"ingest": t1 - t0, "propose": t2 - t1})
 
     def close(self) -> None:
@@ -255,3 +256,13 @@ __all__ = [
     "import_recipes",
     "table_space",
 ]
+
+
+def chosen_model(events: list) -> str:
+    """The posterior variant (``gp``, ``mil``, ``transfer``) the ``proposed`` events of one
+    model batch record, or ``""`` for a space-filling or random batch."""
+    for e in events:
+        post = (e.data or {}).get("posterior") or {}
+        if post.get("model"):
+            return str(post["model"])
+    return ""

@@ -191,7 +191,7 @@ def run_campaign(
     timings: list[dict] = []
 
     def record(r: int, picked: np.ndarray, prediction: Any, free_before: np.ndarray,
-               mode: str) -> None:
+               mode: str, model: str = "") -> None:
         best_obs = float(observed_y[np.argmax(sign * observed_y)])
         best_true = float(truth[observed_rows][np.argmax(sign * truth[observed_rows])])
         rec = {
@@ -200,6 +200,7 @@ def run_campaign(
             "seed": int(seed),
             "round": r,
             "mode": mode,
+            "model": model,
             "n_evaluated": len(observed_rows),
             "picked": ";".join(pool.ids[i] for i in picked),
             "best_so_far": best_obs,
@@ -239,7 +240,8 @@ def run_campaign(
             labels = np.asarray(oracle.evaluate(pool, picked), np.float64)
             observed_rows = np.concatenate([observed_rows, picked])
             observed_y = np.concatenate([observed_y, labels])
-            record(r, picked, proposal.prediction, free, getattr(proposal, "mode", "") or "")
+            record(r, picked, proposal.prediction, free, getattr(proposal, "mode", "") or "",
+                   getattr(proposal, "model", "") or "")
             timings.append({"strategy": strategy.name, "seed": int(seed), "round": r,
                             "seconds": elapsed,
                             **{f"seconds_{k}": float(v)

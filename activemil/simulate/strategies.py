@@ -83,6 +83,8 @@ class Proposal:
             the runner for interval coverage on not-yet-picked rows; ``None`` if no surrogate.
         notes: free text (e.g. acquisition notes).
         mode: how the batch was chosen (``model``, ``space-filling``, ``random``, ...).
+        model: the posterior variant a model batch used (``gp``, ``mil``, ``transfer``, as the
+            campaign's per-round model choice recorded it), else ``""``.
         seconds: named wall times of parts of the round (s), e.g. ``{"ingest": 0.1}``.
     """
 
@@ -90,6 +92,7 @@ class Proposal:
     prediction: Any = None
     notes: list[str] = field(default_factory=list)
     mode: str = ""
+    model: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
 

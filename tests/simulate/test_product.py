@@ -114,6 +114,9 @@ def test_cli_init_0_and_2_on_a_70_row_table(tmp_path, synthetic_table) -> None:
         # the campaign stays space-filling until min_train (8) measurements, then uses the model
         modes = list(mil.loc[mil["round"] > 0, "mode"])
         assert modes == ["space-filling", "space-filling", "model"]
+        # each model round names the posterior variant the campaign's model choice used
+        assert set(mil.loc[mil["mode"] == "model", "model"]) <= {"gp", "mil"}
+        assert mil.loc[mil["mode"] != "model", "model"].isna().all()
         assert set(rec["strategy"]) == {"mil-ucb", "gp-ei", "random"}
         assert "| mil-ucb |" in res.output
 
@@ -185,6 +188,8 @@ def test_parallel_campaigns_match_serial(scenario70) -> None:
     pd.testing.assert_frame_equal(serial.records, parallel.records)
     assert set(serial.records.loc[serial.records.strategy == "gp-ucb", "mode"]) == \
         {"initial", "model"}
+    gp = serial.records[(serial.records.strategy == "gp-ucb") & (serial.records["round"] > 0)]
+    assert set(gp["model"]) == {"gp"}  # gp-<policy> pins the composition GP
 
 
 def test_cli_simulate_prior_needs_a_prior_strategy_and_runs_one(tmp_path, synthetic_table) -> None:
