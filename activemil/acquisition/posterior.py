@@ -122,6 +122,7 @@ class PoolPosterior:
         scale: calibration factor ``c`` (posterior sd multiplier; 1 unless ``scale``).
         calibration: the calibration used (:data:`CALIBRATIONS`); extra_noise: the noise
             variance it added (standardised units; 0 unless ``noise``).
+        cv_folds: the folds behind the cross-validated scores (0 when none could be fitted).
         cv_mse: K-fold cross-validated mean squared error of the mean (standardised units).
         cv_crps: K-fold cross-validated mean CRPS of the uncalibrated Gaussian predictive
             (standardised units; lower is better).
@@ -163,6 +164,7 @@ class PoolPosterior:
     cv_z: np.ndarray = field(default_factory=lambda: np.empty(0))
     calibration: str = "scale"
     extra_noise: float = 0.0
+    cv_folds: int = 0
 
     @property
     def n(self) -> int:
@@ -260,6 +262,24 @@ DEFAULT_KERNEL = "matern"
 CALIBRATIONS: tuple[str, ...] = ("scale", "noise", "none")
 #: the default calibration (measured against ``scale`` in docs/design-decisions.md)
 DEFAULT_CALIBRATION = "noise"
+#: ``n_folds=0`` (the default): leave one composition out up to this many distinct
+#: compositions, else :data:`_AUTO_FOLDS` folds (docs/design-decisions.md, "Calibration folds")
+LOO_MAX_GROUPS = 24
+_AUTO_FOLDS = 5
+#: folds of :func:`fit_pool_posterior`'s calibration and model-choice scores
+DEFAULT_CV_FOLDS = 5
+
+
+def fold_count(n_folds: int, n_groups: int) -> int:
+    """Folds of the cross-validated scores over ``n_groups`` distinct compositions:
+    ``n_folds`` (at most ``n_groups``), or for ``n_folds=0`` leave-one-out up to
+    :data:`LOO_MAX_GROUPS` groups and :data:`_AUTO_FOLDS` folds above."""
+    if n_folds < 0:
+        raise InputError(f"cv_folds must be 0 (automatic) or a positive number of folds, "
+                         f"not {n_folds}.")
+    if n_folds == 0:
+        return n_groups if n_groups <= LOO_MAX_GROUPS else _AUTO_FOLDS
+    return min(n_folds, n_groups)
 
 
 def _base_kernel(kind: str, d: int, batch_shape: torch.Size | None = None):
@@ -386,6 +406,7 @@ class _Folds:
         self.X, self.y = train_X, train_Y[:, 0].numpy()
         self.models, self.tests, self.batched = models, tests, batched
         self.noise0 = [self._noise(m).detach().clone() for m in models]
+        self.n_folds = sum(len(t) for t in tests) if batched else len(tests)
 
     def _noise(self, m) -> Tensor:
         return m.likelihood.second_noise if self.batched else m.likelihood.noise
@@ -427,7 +448,7 @@ def _cv_folds(
     groups = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     g = np.array([groups[k] for k in keys])
     n_groups = len(groups)
-    k_folds = min(n_folds, n_groups)
+    k_folds = fold_count(n_folds, n_groups)
     perm = np.random.default_rng(seed).permutation(n_groups)
     fold_of_group = np.empty(n_groups, dtype=np.int64)
     fold_of_group[perm] = np.arange(n_groups) % k_folds
@@ -590,7 +611,7 @@ def fit_pool_posterior(
     kernel: str = DEFAULT_KERNEL,
     calibration: str = DEFAULT_CALIBRATION,
     alpha: float = 0.1,
-    n_folds: int = 5,
+    n_folds: int = DEFAULT_CV_FOLDS,
     seed: int = 0,
 ) -> PoolPosterior:
     """Fit and calibrate the pool posterior.
@@ -617,7 +638,9 @@ def fit_pool_posterior(
             covers (:func:`noise_calibration`; the prior variance far from data stays 1);
             ``none`` keeps the marginal-likelihood fit (a plain GP, intervals uncalibrated).
         alpha: miscoverage level the calibration targets.
-        n_folds: folds of the cross-validated calibration scores (refits per fold).
+        n_folds: folds of the cross-validated calibration scores (refits per fold); 0:
+            leave one composition out up to :data:`LOO_MAX_GROUPS` compositions, else 5
+            (:func:`fold_count`).
         seed: seeds the hyper-parameter fit and the folds.
     """
     comp = np.asarray(composition, dtype=np.float64)
@@ -709,7 +732,7 @@ def fit_pool_posterior(
         model=base, X=X, ids=tuple(ids), train_X=train_X, train_Y=train_Y,
         train_rows=train_rows, y_mean=y_mean, y_std=y_std, maximize=maximize, scale=c,
         calibration=calibration, extra_noise=extra,
-        alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
+        cv_folds=0 if folds is None else folds.n_folds, alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
         cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
         cv_crps=cv_crps(resid, z), cv_spearman=cv_spearman(train_Y[:, 0].numpy(), resid),
         notes=notes, prior_pending=pending, cv_resid=resid, cv_z=z,

@@ -22,9 +22,11 @@ from activemil.acquisition.choice import (
 from activemil.acquisition.names import POLICIES, POSTERIOR_MODELS
 from activemil.acquisition.posterior import (
     DEFAULT_CALIBRATION,
+    DEFAULT_CV_FOLDS,
     DEFAULT_KERNEL,
     PoolPosterior,
     fit_pool_posterior,
+    fold_count,
 )
 from activemil.errors import InputError
 from activemil.surrogates.prediction import ALPHAS, MEDIAN_INDEX, Prediction, interval_indices
@@ -33,6 +35,17 @@ COLUMNS = ("rank", "id", "acquisition", "policy", "median", "lo_05", "hi_05", "l
            "lo_20", "hi_20", "stratum", "top_sites")
 #: most attended sites listed per pick in ``top_sites``
 TOP_K_SITES = 3
+
+
+def _int_setting(value: Any, name: str) -> int:
+    """An integer acquisition setting, or one sentence naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, str)):
+        raise InputError(f"The acquisition setting {name} must be a whole number, not {value!r}.")
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(
+            f"The acquisition setting {name} must be a whole number, not {value!r}.") from None
 
 
 def policy_settings(kw: dict[str, Any]) -> P.PolicySettings:
@@ -116,6 +129,7 @@ def build_posterior(
     prior_in_kernel: bool = False,
     kernel: str = DEFAULT_KERNEL,
     calibration: str = DEFAULT_CALIBRATION,
+    cv_folds: int = DEFAULT_CV_FOLDS,
     model: str = "auto",
     seed: int = 0,
     lazy: bool = True,
@@ -151,7 +165,8 @@ def build_posterior(
             standardised, oriented units (:func:`~activemil.acquisition.transfer.prior_mean`),
             or ``None``.
         embedding_dims, prior_in_kernel, kernel, calibration: options of
-            :func:`fit_pool_posterior`.
+            :func:`fit_pool_posterior`; cv_folds: its ``n_folds`` (0: leave one out at
+            small n, see :func:`~activemil.acquisition.posterior.fold_count`).
         rule: one of :data:`~activemil.acquisition.choice.CHOICE_RULES` (``mse`` is the
             former lowest-CV-MSE choice).
         lazy: score ``mil`` on the training points only and predict the pool with the MIL
@@ -182,8 +197,9 @@ def build_posterior(
     e = composition_columns(bags)
     comp = np.asarray(bags.side[:, :e], dtype=np.float64)
     y = np.asarray(train_y, float)
+    fold_count(int(cv_folds), 1)  # a bad setting is one sentence before any fit
     common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel,
-              "calibration": calibration}
+              "calibration": calibration, "n_folds": int(cv_folds)}
     fits: dict[str, PoolPosterior] = {}
     pred = None
     wanted = POSTERIOR_MODELS if model == "auto" else (model,)
@@ -344,8 +360,8 @@ def propose_from_posterior(
         f"posterior: GP on composition{f' + {post.n_embedding}-d MIL embedding' if post.n_embedding else ''}"
         f"{f' with the {post.prior_source} as prior mean' if post.prior else ''}, "
         f"{len(post.train_Y)} "
-        f"measurements, {calibration_text(post)} (cross-validated coverage "
-        f"{post.cv_coverage:.0%} at {1 - post.alpha:.0%})"
+        f"measurements, {calibration_text(post)} ({post.cv_folds}-fold cross-validated "
+        f"coverage {post.cv_coverage:.0%} at {1 - post.alpha:.0%})"
     )
     df.attrs["notes"] = notes
     df.attrs["seconds"] = time.perf_counter() - t0
@@ -383,11 +399,13 @@ def propose_batch(
     model = str(policy_kw.pop("model", "auto"))
     kernel = str(policy_kw.pop("kernel", DEFAULT_KERNEL))
     calibration = str(policy_kw.pop("calibration", DEFAULT_CALIBRATION))
+    cv_folds = _int_setting(policy_kw.pop("cv_folds", DEFAULT_CV_FOLDS), "cv_folds")
     rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
                                  transfer=transfer, maximize=maximize,
                                  alpha=alpha, embedding_dims=dims, model=model, kernel=kernel,
-                                 calibration=calibration, seed=seed, rule=rule)
+                                 calibration=calibration, cv_folds=cv_folds, seed=seed,
+                                 rule=rule)
     t1 = time.perf_counter()
     kinds = tuple(str(k) for k in (getattr(bags, "meta", {}) or {}).get("site_kinds", ()))
     df = propose_from_posterior(

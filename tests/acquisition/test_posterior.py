@@ -257,3 +257,27 @@ def test_fold_rescoring_matches_between_batched_and_separate_fits(pool, monkeypa
         np.testing.assert_allclose(r1, r2, atol=5e-3)
         np.testing.assert_allclose(z1, z2, rtol=2e-2, atol=5e-3)
     assert (batched.score(0.3)[1] < batched.score(0.0)[1]).mean() > 0.5
+
+
+def test_fold_count_leaves_one_out_at_small_n_and_refuses_negatives() -> None:
+    from activemil.acquisition.posterior import LOO_MAX_GROUPS, fold_count
+
+    assert [fold_count(0, g) for g in (3, 8, LOO_MAX_GROUPS)] == [3, 8, LOO_MAX_GROUPS]
+    assert fold_count(0, LOO_MAX_GROUPS + 1) == 5
+    assert fold_count(5, 3) == 3 and fold_count(5, 40) == 5
+    with pytest.raises(InputError, match="cv_folds"):
+        fold_count(-1, 8)
+
+
+def test_leave_one_out_scores_do_not_depend_on_the_fold_seed(pool):
+    """With one composition per fold the split has no randomness: only the hyper-parameter
+    fit's seed is left, and its effect on the held-out scores is small; 5 folds of 10 rows
+    move with the split."""
+    comp, truth, ids = pool
+    rows = np.random.default_rng(0).choice(len(ids), 10, replace=False)
+    fit = {(k, s): fit_pool_posterior(comp, ids, rows, truth[rows], n_folds=k, seed=s)
+           for k in (0, 5) for s in (0, 1)}
+    assert fit[0, 0].cv_folds == 10 and fit[5, 0].cv_folds == 5
+    loo = np.abs(fit[0, 0].cv_resid - fit[0, 1].cv_resid).max()
+    kfold = np.abs(fit[5, 0].cv_resid - fit[5, 1].cv_resid).max()
+    assert loo < 1e-3 < kfold
