@@ -272,13 +272,24 @@ _AUTO_FOLDS = 5
 DEFAULT_CV_FOLDS = 5
 
 
+def check_cv_folds(value: object) -> int:
+    """The ``cv_folds`` setting as an int >= 0, or one sentence naming the fix."""
+    ok = isinstance(value, (int, np.integer, str)) and not isinstance(value, bool)
+    try:
+        n = int(value) if ok else -1  # type: ignore[arg-type]
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise InputError(f"cv_folds must be 0 (automatic) or a positive number of folds, "
+                         f"not {value!r}.")
+    return n
+
+
 def fold_count(n_folds: int, n_groups: int) -> int:
     """Folds of the cross-validated scores over ``n_groups`` distinct compositions:
     ``n_folds`` (at most ``n_groups``), or for ``n_folds=0`` leave-one-out up to
     :data:`LOO_MAX_GROUPS` groups and :data:`_AUTO_FOLDS` folds above."""
-    if n_folds < 0:
-        raise InputError(f"cv_folds must be 0 (automatic) or a positive number of folds, "
-                         f"not {n_folds}.")
+    n_folds = check_cv_folds(n_folds)
     if n_folds == 0:
         return n_groups if n_groups <= LOO_MAX_GROUPS else _AUTO_FOLDS
     return min(n_folds, n_groups)
@@ -408,7 +419,7 @@ class _Folds:
         self.X, self.y = train_X, train_Y[:, 0].numpy()
         self.models, self.tests, self.batched = models, tests, batched
         self.noise0 = [self._noise(m).detach().clone() for m in models]
-        self.n_folds = sum(len(t) for t in tests) if batched else len(tests)
+        self.n_folds = sum(len(t) for t in tests)  # one mask per fold in either layout
 
     def _noise(self, m) -> Tensor:
         return m.likelihood.second_noise if self.batched else m.likelihood.noise
@@ -734,7 +745,8 @@ def fit_pool_posterior(
         model=base, X=X, ids=tuple(ids), train_X=train_X, train_Y=train_Y,
         train_rows=train_rows, y_mean=y_mean, y_std=y_std, maximize=maximize, scale=c,
         calibration=calibration, extra_noise=extra,
-        cv_folds=0 if folds is None else folds.n_folds, alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
+        cv_folds=0 if folds is None else folds.n_folds,
+        alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
         cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
         cv_crps=cv_crps(resid, z), cv_spearman=cv_spearman(train_Y[:, 0].numpy(), resid),
         notes=notes, prior_pending=pending, cv_resid=resid, cv_z=z,

@@ -25,8 +25,8 @@ from activemil.acquisition.posterior import (
     DEFAULT_CV_FOLDS,
     DEFAULT_KERNEL,
     PoolPosterior,
+    check_cv_folds,
     fit_pool_posterior,
-    fold_count,
 )
 from activemil.errors import InputError
 from activemil.surrogates.prediction import ALPHAS, MEDIAN_INDEX, Prediction, interval_indices
@@ -35,17 +35,6 @@ COLUMNS = ("rank", "id", "acquisition", "policy", "median", "lo_05", "hi_05", "l
            "lo_20", "hi_20", "stratum", "top_sites")
 #: most attended sites listed per pick in ``top_sites``
 TOP_K_SITES = 3
-
-
-def _int_setting(value: Any, name: str) -> int:
-    """An integer acquisition setting, or one sentence naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, str)):
-        raise InputError(f"The acquisition setting {name} must be a whole number, not {value!r}.")
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(
-            f"The acquisition setting {name} must be a whole number, not {value!r}.") from None
 
 
 def policy_settings(kw: dict[str, Any]) -> P.PolicySettings:
@@ -197,9 +186,9 @@ def build_posterior(
     e = composition_columns(bags)
     comp = np.asarray(bags.side[:, :e], dtype=np.float64)
     y = np.asarray(train_y, float)
-    fold_count(int(cv_folds), 1)  # a bad setting is one sentence before any fit
     common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel,
-              "calibration": calibration, "n_folds": int(cv_folds)}
+              "calibration": calibration,
+              "n_folds": check_cv_folds(cv_folds)}  # a bad setting fails before any fit
     fits: dict[str, PoolPosterior] = {}
     pred = None
     wanted = POSTERIOR_MODELS if model == "auto" else (model,)
@@ -399,7 +388,7 @@ def propose_batch(
     model = str(policy_kw.pop("model", "auto"))
     kernel = str(policy_kw.pop("kernel", DEFAULT_KERNEL))
     calibration = str(policy_kw.pop("calibration", DEFAULT_CALIBRATION))
-    cv_folds = _int_setting(policy_kw.pop("cv_folds", DEFAULT_CV_FOLDS), "cv_folds")
+    cv_folds = policy_kw.pop("cv_folds", DEFAULT_CV_FOLDS)
     rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
                                  transfer=transfer, maximize=maximize,

@@ -248,6 +248,16 @@ def import_recipes() -> None:
         importlib.import_module(f"activemil.structures.{mod.name}")
 
 
+def chosen_model(events: list) -> str:
+    """The posterior variant (``gp``, ``mil``, ``transfer``) the ``proposed`` events of one
+    model batch record, or ``""`` for a space-filling or random batch."""
+    for e in events:
+        post = (e.data or {}).get("posterior") or {}
+        if post.get("model"):
+            return str(post["model"])
+    return ""
+
+
 __all__ = [
     "CampaignSession",
     "CampaignSetup",
@@ -257,12 +267,3 @@ __all__ = [
     "table_space",
 ]
 
-
-def chosen_model(events: list) -> str:
-    """The posterior variant (``gp``, ``mil``, ``transfer``) the ``proposed`` events of one
-    model batch record, or ``""`` for a space-filling or random batch."""
-    for e in events:
-        post = (e.data or {}).get("posterior") or {}
-        if post.get("model"):
-            return str(post["model"])
-    return ""
