@@ -98,8 +98,8 @@ def _rows(ids: Iterable[str], index: dict[str, int], what: str) -> tuple[np.ndar
 
 def calibration_text(post: PoolPosterior) -> str:
     """How ``post`` was calibrated, in a few words (for the proposal notes)."""
-    if post.calibration == "noise":
-        return f"calibration noise +{post.extra_noise:.3g} (standardised)"
+    if post.calibration in ("noise", "noise-z2"):
+        return f"calibration {post.calibration} +{post.extra_noise:.3g} (standardised)"
     if post.calibration == "scale":
         return f"calibration scale x{post.scale:.2f}"
     return "uncalibrated"
