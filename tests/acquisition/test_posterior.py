@@ -12,7 +12,7 @@ from activemil.acquisition.posterior import NORMAL_SCORES, embedding_columns
 from activemil.errors import InputError
 
 
-@pytest.mark.parametrize("calibration", ["scale", "noise"])
+@pytest.mark.parametrize("calibration", ["scale", "noise", "noise-z2"])
 @pytest.mark.parametrize("n_train", [12, 30])
 def test_central_intervals_cover_at_calibrated_level_on_held_out_rows(pool, n_train, calibration):
     comp, truth, ids = pool
@@ -234,6 +234,38 @@ def test_noise_calibration_is_the_smallest_covering_noise(pool):
     # far from every measurement the latent variance is the prior's (1), not inflated
     far = np.argmax(np.min(np.linalg.norm(comp[:, None] - comp[tr][None], axis=2), axis=1))
     assert post.mean_var(np.array([far]))[1][0] <= 1.0 + 1e-6
+
+
+def test_noise_z2_calibration_is_the_smallest_noise_of_unit_mean_square_z(pool):
+    """``noise-z2`` adds the smallest extra noise (to its tolerance) at which the held-out
+    z have mean square 1, no more than the conformal rule needs, with the same folds."""
+    from activemil.acquisition.posterior import _cv_folds, _fit
+
+    comp, truth, ids = pool
+    for seed in (5, 6):
+        rng = np.random.default_rng(seed)
+        tr = rng.choice(len(comp), 16, replace=False)
+        y = truth[tr] + rng.normal(0, 0.05, 16)
+        post = fit_pool_posterior(comp, ids, tr, y, calibration="noise-z2")
+        conformal = fit_pool_posterior(comp, ids, tr, y, calibration="noise")
+        raw = fit_pool_posterior(comp, ids, tr, y, calibration="none")
+        d = post.extra_noise
+        assert post.calibration == "noise-z2" and post.scale == 1.0
+        assert post.noise == pytest.approx(raw.noise + d, rel=1e-6)
+        assert d <= conformal.extra_noise * 1.02 + 1e-12
+        base = _fit(post.train_X, post.train_Y, 3, False, 0)
+        folds = _cv_folds(post.train_X, post.train_Y, 3, False, n_folds=5, seed=0, d_group=3,
+                          init=base.state_dict())
+
+        def mean_z2(dd: float) -> float:
+            return float(np.mean(folds.score(dd)[1] ** 2))
+
+        if d > 0:
+            assert mean_z2(d) <= 1.0 < mean_z2(d / 1.05)
+        else:
+            assert mean_z2(0.0) <= 1.0
+        far = np.argmax(np.min(np.linalg.norm(comp[:, None] - comp[tr][None], axis=2), axis=1))
+        assert post.mean_var(np.array([far]))[1][0] <= 1.0 + 1e-6
 
 
 def test_fold_rescoring_matches_between_batched_and_separate_fits(pool, monkeypatch):
