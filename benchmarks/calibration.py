@@ -19,10 +19,16 @@ which has no calibration and no coverage column. A first batch is a one-step mea
 is much less noisy than a whole campaign, and it says nothing about later rounds (check those
 with ``benchmarks/campaign.py``).
 
+With ``--fold-seeds K`` it measures instead how much the extra noise ``d`` of ``noise`` and
+``noise-z2`` moves with the seed of the K-fold split alone: for each labelled set (``--seeds``
+of them), the posterior is fitted with seeds ``0..K-1`` on the same rows, and the min / median
+/ max of ``d`` are reported.
+
 Usage::
 
     python benchmarks/calibration.py --tables oer-plate-3496,oer-plate-3851 --labels 8,16 \\
         --seeds 30 --variants gp-ei,kg,kg-none,kg-z2
+    python benchmarks/calibration.py --labels 8,16,32 --seeds 4 --fold-seeds 8
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ def main() -> None:
     ap.add_argument("--labels", default="8,16")
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--variants", default="gp-ei,kg,kg-none,kg-z2")
+    ap.add_argument("--fold-seeds", type=int, default=0,
+                    help="measure the spread of d over this many fold seeds instead")
     ap.add_argument("--cache", default="out/feature-cache")
     ap.add_argument("-o", "--out", default="out/calibration")
     args = ap.parse_args()
@@ -71,6 +79,9 @@ def main() -> None:
     from activemil.simulate.runner import Targets, build_bags
     from activemil.simulate.scenario import Scenario
 
+    if args.fold_seeds > 0:
+        fold_spread(args)
+        return
     variants = {v: parse_variant(v) for v in args.variants.split(",")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,6 +137,33 @@ def main() -> None:
     text = head + "\n\n" + summary.reset_index().to_markdown(index=False) + "\n"
     (out / "summary.md").write_text(text)
     print(text)
+
+
+def fold_spread(args: argparse.Namespace) -> None:
+    """Min / median / max of ``d`` over ``args.fold_seeds`` fold seeds per labelled set."""
+    from activemil.acquisition import fit_pool_posterior
+    from activemil.simulate.scenario import Scenario
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for table in args.tables.split(","):
+        sc = Scenario.from_dataset(table)
+        truth, comp, ids = sc.reference, sc.pool.fractions, sc.pool.ids
+        for n in map(int, args.labels.split(",")):
+            for rep in range(args.seeds):
+                tr = np.random.default_rng(5000 + rep).choice(len(truth), n, replace=False)
+                for cal in ("noise", "noise-z2"):
+                    d = [fit_pool_posterior(comp, ids, tr, truth[tr], maximize=sc.maximize,
+                                            seed=s, calibration=cal).extra_noise
+                         for s in range(args.fold_seeds)]
+                    rows.append({"table": table, "labels": n, "set": rep, "calibration": cal,
+                                 "d_min": min(d), "d_median": float(np.median(d)),
+                                 "d_max": max(d)})
+            print(f"{table}: {n} labels done", flush=True)
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "fold_spread.csv", index=False)
+    print(df.round(3).to_markdown(index=False))
 
 
 if __name__ == "__main__":
