@@ -14,7 +14,7 @@ only the calibration and the policy differ. Scored on the rest of the table:
 Variants (``--variants``, comma-separated): ``kg`` (the default, ``noise`` calibration),
 ``kg-none`` (no calibration: the marginal-likelihood GP), ``kg-z2`` (``noise-z2``),
 ``kg-scale`` (``scale``), the same with ``logei`` or ``ucb`` in place of ``kg``, and
-``gp-ei``: the plain BoTorch GP-EI peer (``activemil.simulate.peers.gp_ei_acquisition``),
+``gp-ei``: the plain BoTorch GP-EI peer (``activemil.simulate.peers.GPEIStrategy``),
 which has no calibration and no coverage column. A first batch is a one-step measurement: it
 is much less noisy than a whole campaign, and it says nothing about later rounds (check those
 with ``benchmarks/campaign.py``).
@@ -72,12 +72,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from botorch.optim import optimize_acqf_discrete
-
     from activemil.acquisition import propose_batch
-    from activemil.simulate.peers import gp_ei_acquisition, match_rows
+    from activemil.simulate.peers import GPEIStrategy
     from activemil.simulate.runner import Targets, build_bags
     from activemil.simulate.scenario import Scenario
+    from activemil.simulate.strategies import StrategyContext
 
     if args.fold_seeds > 0:
         fold_spread(args)
@@ -92,7 +91,6 @@ def main() -> None:
         truth = sc.reference
         top = Targets.from_reference(truth, sc.maximize).top
         index = {c: i for i, c in enumerate(sc.pool.ids)}
-        fr = sc.pool.fractions
         for n in map(int, args.labels.split(",")):
             for seed in range(args.seeds):
                 rng = np.random.default_rng(5000 + seed)
@@ -102,12 +100,11 @@ def main() -> None:
                 for name, (policy, calibration) in variants.items():
                     t0 = time.perf_counter()
                     extra: dict = {}
-                    if policy == "gp-ei":
-                        acqf = gp_ei_acquisition(fr[tr], truth[tr], sc.maximize, seed)
-                        with torch.no_grad():
-                            cand, _ = optimize_acqf_discrete(
-                                acqf, q=8, choices=torch.as_tensor(fr[free]), unique=True)
-                        pick = match_rows(cand.numpy(), fr[free], free)
+                    if policy == "gp-ei":  # the peer as benchmarks/campaign.py runs it
+                        ctx = StrategyContext(pool=sc.pool, bags=None, observed_rows=tr,
+                                              observed_y=truth[tr], round=1,
+                                              maximize=sc.maximize)
+                        pick = GPEIStrategy().start(sc, seed).propose(ctx, 8, seed).rows
                     else:
                         df, post, _ = propose_batch(bags, ids, truth[tr], 8, policy,
                                                     maximize=sc.maximize, seed=seed, model="gp",
@@ -132,7 +129,7 @@ def main() -> None:
         if c in d:
             agg[c] = (c, "mean")
     summary = d.groupby(["table", "labels", "variant"], sort=False).agg(**agg).round(3)
-    head = (f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+    head = (f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
             f"{platform.processor() or platform.machine()}, 1 torch thread")
     text = head + "\n\n" + summary.reset_index().to_markdown(index=False) + "\n"
     (out / "summary.md").write_text(text)

@@ -257,7 +257,7 @@ def test_noise_z2_calibration_is_the_smallest_noise_of_unit_mean_square_z(pool):
         folds = _cv_folds(post.train_X, post.train_Y, 3, False, n_folds=5, seed=0, d_group=3,
                           init=base.state_dict())
 
-        def mean_z2(dd: float) -> float:
+        def mean_z2(dd: float, folds=folds) -> float:
             return float(np.mean(folds.score(dd)[1] ** 2))
 
         if d > 0:
