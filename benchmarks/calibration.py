@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import platform
 import time
 from pathlib import Path
 
@@ -129,8 +128,12 @@ def main() -> None:
         if c in d:
             agg[c] = (c, "mean")
     summary = d.groupby(["table", "labels", "variant"], sort=False).agg(**agg).round(3)
-    head = (f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-            f"{platform.processor() or platform.machine()}, 1 torch thread")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from campaign import machine  # benchmarks/campaign.py: the same machine line
+
+    head = f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC, {machine()}, 1 torch thread"
     text = head + "\n\n" + summary.reset_index().to_markdown(index=False) + "\n"
     (out / "summary.md").write_text(text)
     print(text)
