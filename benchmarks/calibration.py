@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from activemil.acquisition.names import POLICIES  # import-light (no torch)
+
 CALIBRATION_OF = {"": "noise", "none": "none", "z2": "noise-z2", "scale": "scale"}
 
 
@@ -49,8 +51,8 @@ def parse_variant(name: str) -> tuple[str, str]:
     if name == "gp-ei":
         return name, ""
     policy, _, cal = name.partition("-")
-    if cal not in CALIBRATION_OF or policy not in ("kg", "logei", "ucb", "thompson"):
-        raise SystemExit(f"unknown variant {name!r}: use gp-ei or <kg|logei|ucb|thompson>"
+    if cal not in CALIBRATION_OF or policy not in POLICIES:
+        raise SystemExit(f"unknown variant {name!r}: use gp-ei or <{'|'.join(POLICIES)}>"
                          f"[-{'|-'.join(k for k in CALIBRATION_OF if k)}]")
     return policy, CALIBRATION_OF[cal]
 
@@ -142,6 +144,7 @@ def main() -> None:
 def fold_spread(args: argparse.Namespace) -> None:
     """Min / median / max of ``d`` over ``args.fold_seeds`` fold seeds per labelled set."""
     from activemil.acquisition import fit_pool_posterior
+    from activemil.acquisition.posterior import NOISE_CALIBRATIONS
     from activemil.simulate.scenario import Scenario
 
     out = Path(args.out)
@@ -153,7 +156,7 @@ def fold_spread(args: argparse.Namespace) -> None:
         for n in map(int, args.labels.split(",")):
             for rep in range(args.seeds):
                 tr = np.random.default_rng(5000 + rep).choice(len(truth), n, replace=False)
-                for cal in ("noise", "noise-z2"):
+                for cal in NOISE_CALIBRATIONS:
                     d = [fit_pool_posterior(comp, ids, tr, truth[tr], maximize=sc.maximize,
                                             seed=s, calibration=cal).extra_noise
                          for s in range(args.fold_seeds)]

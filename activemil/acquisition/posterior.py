@@ -546,8 +546,12 @@ def _conformal_rank(n: int, alpha: float) -> tuple[int, float, str]:
                 f"calibration: {n} cross-validated scores are too few for alpha={alpha}, "
                 f"so it was set at alpha={a}")
             return k, a, note
-    return 0, alpha, (f"calibration: only {n} cross-validated scores, posterior left "
-                      "uncalibrated")
+    return 0, alpha, _too_few(n)
+
+
+def _too_few(n: int) -> str:
+    """The note of a posterior left uncalibrated with ``n`` (< :data:`_MIN_CAL`) scores."""
+    return f"calibration: only {n} cross-validated scores, posterior left uncalibrated"
 
 
 def _z_quantile(alpha: float) -> float:
@@ -616,7 +620,7 @@ def noise_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float, fl
         return float(np.sort(z[np.isfinite(z)])[k - 1]) <= zq
 
     d, capped = _smallest_noise(covers, tol)
-    return d, a, (note + "; " if note and capped else note) + (_CAPPED if capped else "")
+    return d, a, "; ".join(t for t in (note, _CAPPED if capped else "") if t)
 
 
 def noise_z2_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float, float, str]:
@@ -632,8 +636,7 @@ def noise_z2_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float,
     z0 = score(0.0)[1]
     n = int(np.isfinite(z0).sum())
     if n < _MIN_CAL:
-        return 0.0, alpha, (f"calibration: only {n} cross-validated scores, posterior left "
-                            "uncalibrated")
+        return 0.0, alpha, _too_few(n)
 
     def unit(d: float) -> bool:
         z = score(d)[1]
@@ -641,6 +644,10 @@ def noise_z2_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float,
 
     d, capped = _smallest_noise(unit, tol)
     return d, alpha, _CAPPED if capped else ""
+
+
+#: the calibrations that add noise, and the rule that picks it
+NOISE_CALIBRATIONS = {"noise": noise_calibration, "noise-z2": noise_z2_calibration}
 
 
 def fit_pool_posterior(
@@ -765,10 +772,9 @@ def fit_pool_posterior(
         base.covar_module.outputscale = c ** 2
         base.likelihood.noise = base.likelihood.noise * c ** 2
         z_cal = z / c
-    elif calibration in ("noise", "noise-z2") and folds is not None:
+    elif calibration in NOISE_CALIBRATIONS and folds is not None:
         # noise + d (prior variance unchanged; the mean smooths as the noise grows)
-        rule = noise_calibration if calibration == "noise" else noise_z2_calibration
-        extra, _, note = rule(folds.score, alpha)
+        extra, _, note = NOISE_CALIBRATIONS[calibration](folds.score, alpha)
         base.likelihood.noise = base.likelihood.noise + extra
         z_cal = folds.score(extra)[1]
     if note:

@@ -24,6 +24,7 @@ from activemil.acquisition.posterior import (
     DEFAULT_CALIBRATION,
     DEFAULT_CV_FOLDS,
     DEFAULT_KERNEL,
+    NOISE_CALIBRATIONS,
     PoolPosterior,
     check_cv_folds,
     fit_pool_posterior,
@@ -98,7 +99,7 @@ def _rows(ids: Iterable[str], index: dict[str, int], what: str) -> tuple[np.ndar
 
 def calibration_text(post: PoolPosterior) -> str:
     """How ``post`` was calibrated, in a few words (for the proposal notes)."""
-    if post.calibration in ("noise", "noise-z2"):
+    if post.calibration in NOISE_CALIBRATIONS:
         return f"calibration {post.calibration} +{post.extra_noise:.3g} (standardised)"
     if post.calibration == "scale":
         return f"calibration scale x{post.scale:.2f}"
