@@ -572,8 +572,11 @@ def _outliers(campaign: Campaign, state: CampaignState, rows: list[_Row],
             continue
         ratio = abs(v) / scale
         if ratio >= factor or (ratio <= 1 / factor and len(signs) == 1):
+            # scale / |v|, not 1 / ratio: a subnormal |v| makes ratio 0.0 (underflow)
+            off = ratio if ratio >= 1 else scale / abs(v)
+            size = f"about {off:,.0f}x" if math.isfinite(off) else "many orders of magnitude"
             out.append(
-                f"{where}: {v:g} {unit} is about {max(ratio, 1 / ratio):,.0f}x off the "
+                f"{where}: {v:g} {unit} is {size} off the "
                 f"campaign's typical magnitude {scale:.4g} {unit} (a unit slip such as V vs "
                 f"mV?){how}.")
     return out

@@ -64,6 +64,19 @@ def test_volts_typed_into_a_volt_sheet_and_mixed_scales_are_refused(make_campaig
     assert res.exit_code == 0, res.output
 
 
+def test_a_subnormal_value_is_one_sentence_not_a_division_error(proposed, tmp_path):
+    """5e-324 beside values of ~350 mV: |v| / scale underflows to 0.0 (found by the
+    malformed-table property test); the outlier check still names the row, and nothing is
+    recorded."""
+    p = _ids(proposed)
+    f = _write(tmp_path, f"id,value\n{p[0]},350\n{p[1]},5e-324\n", "sub.csv")
+    before = proposed.events_path.read_bytes()
+    with pytest.raises(IngestError, match=r"sub.csv row 3, column value: \S+e-324 mV is many "
+                                          r"orders of magnitude off"):
+        ingest(proposed, f)
+    assert proposed.events_path.read_bytes() == before
+
+
 def test_activities_spanning_decades_in_arbitrary_units_are_accepted(make_campaign, tmp_path):
     """ORR activities (a.u.) legitimately span 1e-7 .. 0.03: no unit to slip, no scale check."""
     from activemil.campaigns import propose
