@@ -264,6 +264,10 @@ DEFAULT_KERNEL = "matern"
 CALIBRATIONS: tuple[str, ...] = ("scale", "noise", "noise-z2", "none")
 #: the default calibration (measured against ``scale`` in docs/design-decisions.md)
 DEFAULT_CALIBRATION = "noise"
+#: the residual GP's outputscale under a prior mean (``mil``, ``transfer``): ``fixed`` at 1, the
+#: outcome variance, or ``learned`` by marginal likelihood (Gamma(2, 2) prior: mode 0.5, mean 1)
+RESIDUAL_SCALES: tuple[str, ...] = ("fixed", "learned")
+DEFAULT_RESIDUAL_SCALE = "fixed"
 #: ``n_folds=0`` (the default): leave one composition out up to this many distinct
 #: compositions, else :data:`_AUTO_FOLDS` folds (docs/design-decisions.md, "Calibration folds")
 LOO_MAX_GROUPS = 24
@@ -328,7 +332,7 @@ _BATCHED_CV_MAX_ROWS = 128
 
 def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int,
          init: dict | None = None, kernel: str = DEFAULT_KERNEL,
-         held_out: Tensor | None = None) -> SingleTaskGP:
+         held_out: Tensor | None = None, learn_scale: bool = False) -> SingleTaskGP:
     """Fit a GP by maximum marginal likelihood; ``init``: a state dict to start from.
 
     ``held_out``: bool ``[b, n]`` with ``train_X [b, n, d]``, ``train_Y [b, n, 1]``: ``b``
@@ -336,12 +340,19 @@ def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int
     rows masked by an extra noise variance of ``_HELD_OUT_NOISE`` (their weight in the
     likelihood and in the posterior is ~1e-8 of an observed row's). The learned homoscedastic
     noise has the default likelihood's prior and bound; ``init`` (an unbatched state dict) is
-    broadcast to every batch member.
+    broadcast to every batch member. ``learn_scale`` (with ``prior``): the outputscale of the
+    residual GP is learned (Gamma(2, 2) prior, start 1) instead of fixed at 1.
     """
     batch = torch.Size() if held_out is None else torch.Size([held_out.shape[0]])
-    covar = ScaleKernel(_base_kernel(kernel, d_kernel, batch), batch_shape=batch)
+    learn = bool(learn_scale and prior)
+    if learn:
+        from gpytorch.priors import GammaPrior
+        covar = ScaleKernel(_base_kernel(kernel, d_kernel, batch), batch_shape=batch,
+                            outputscale_prior=GammaPrior(2.0, 2.0))
+    else:
+        covar = ScaleKernel(_base_kernel(kernel, d_kernel, batch), batch_shape=batch)
     covar.outputscale = 1.0
-    covar.raw_outputscale.requires_grad_(False)
+    covar.raw_outputscale.requires_grad_(learn)
     likelihood = None
     if held_out is not None:
         from botorch.models.utils.gpytorch_modules import (
@@ -454,6 +465,7 @@ class _Folds:
 def _cv_folds(
     train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
     seed: int = 0, d_group: int | None = None, init: dict | None = None, kernel: str = DEFAULT_KERNEL,
+    learn_scale: bool = False,
 ) -> _Folds | None:
     """Fit the K fold GPs of :func:`cv_scores` (``None`` when no fold can be scored)."""
     n = train_X.shape[0]
@@ -471,13 +483,13 @@ def _cv_folds(
         return None
     if n > _BATCHED_CV_MAX_ROWS:  # one fit per fold on its own rows, scored at all rows
         models = [_fit(train_X[fold != k], train_Y[fold != k], d_kernel, prior, seed + k,
-                       init=init, kernel=kernel) for k in ks]
+                       init=init, kernel=kernel, learn_scale=learn_scale) for k in ks]
         return _Folds(train_X, train_Y, models, [[fold == k] for k in ks], batched=False)
     # all folds in one batched fit: fold k is batch member k with its own rows masked
     held = torch.as_tensor(np.stack([fold == k for k in ks]))
     b = len(ks)
     m = _fit(train_X.expand(b, -1, -1), train_Y.expand(b, -1, -1), d_kernel, prior, seed,
-             init=init, kernel=kernel, held_out=held)
+             init=init, kernel=kernel, held_out=held, learn_scale=learn_scale)
     return _Folds(train_X, train_Y, [m], [held.numpy()], batched=True)
 
 
@@ -664,6 +676,7 @@ def fit_pool_posterior(
     prior_in_kernel: bool = False,
     kernel: str = DEFAULT_KERNEL,
     calibration: str = DEFAULT_CALIBRATION,
+    residual_scale: str = DEFAULT_RESIDUAL_SCALE,
     alpha: float = 0.1,
     n_folds: int = DEFAULT_CV_FOLDS,
     seed: int = 0,
@@ -693,6 +706,9 @@ def fit_pool_posterior(
             ``noise-z2`` adds the smallest noise at which the held-out ``z`` have mean square
             1 (:func:`noise_z2_calibration`);
             ``none`` keeps the marginal-likelihood fit (a plain GP, intervals uncalibrated).
+        residual_scale: with a prior mean, ``fixed`` keeps the residual GP's outputscale at 1
+            (the outcome variance); ``learned`` fits it by marginal likelihood, so a prior
+            mean that explains the rows also shrinks the posterior variance away from them.
         alpha: miscoverage level the calibration targets.
         n_folds: folds of the cross-validated calibration scores (refits per fold); 0:
             leave one composition out up to :data:`LOO_MAX_GROUPS` compositions, else 5
@@ -760,9 +776,13 @@ def fit_pool_posterior(
     if calibration not in CALIBRATIONS:
         raise InputError(f"Unknown posterior calibration {calibration!r}; use one of "
                          f"{', '.join(CALIBRATIONS)}.")
-    base = _fit(train_X, train_Y, d_kernel, prior, seed, kernel=kernel)
+    if residual_scale not in RESIDUAL_SCALES:
+        raise InputError(f"Unknown residual_scale {residual_scale!r}; use one of "
+                         f"{', '.join(RESIDUAL_SCALES)}.")
+    learn = residual_scale == "learned"
+    base = _fit(train_X, train_Y, d_kernel, prior, seed, kernel=kernel, learn_scale=learn)
     folds = _cv_folds(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
-                      d_group=d_comp, init=base.state_dict(), kernel=kernel)
+                      d_group=d_comp, init=base.state_dict(), kernel=kernel, learn_scale=learn)
     nan = np.full(len(y), np.nan)
     resid, z = (nan, nan) if folds is None else folds.score(0.0)
     c, extra, z_cal, note = 1.0, 0.0, z, ""

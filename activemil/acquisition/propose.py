@@ -24,6 +24,7 @@ from activemil.acquisition.posterior import (
     DEFAULT_CALIBRATION,
     DEFAULT_CV_FOLDS,
     DEFAULT_KERNEL,
+    DEFAULT_RESIDUAL_SCALE,
     NOISE_CALIBRATIONS,
     PoolPosterior,
     check_cv_folds,
@@ -120,6 +121,7 @@ def build_posterior(
     kernel: str = DEFAULT_KERNEL,
     calibration: str = DEFAULT_CALIBRATION,
     cv_folds: int = DEFAULT_CV_FOLDS,
+    residual_scale: str = DEFAULT_RESIDUAL_SCALE,
     model: str = "auto",
     seed: int = 0,
     lazy: bool = True,
@@ -188,7 +190,7 @@ def build_posterior(
     comp = np.asarray(bags.side[:, :e], dtype=np.float64)
     y = np.asarray(train_y, float)
     common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel,
-              "calibration": calibration,
+              "calibration": calibration, "residual_scale": residual_scale,
               "n_folds": check_cv_folds(cv_folds)}  # a bad setting fails before any fit
     fits: dict[str, PoolPosterior] = {}
     pred = None
@@ -390,11 +392,13 @@ def propose_batch(
     kernel = str(policy_kw.pop("kernel", DEFAULT_KERNEL))
     calibration = str(policy_kw.pop("calibration", DEFAULT_CALIBRATION))
     cv_folds = policy_kw.pop("cv_folds", DEFAULT_CV_FOLDS)
+    residual_scale = str(policy_kw.pop("residual_scale", DEFAULT_RESIDUAL_SCALE))
     rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
                                  transfer=transfer, maximize=maximize,
                                  alpha=alpha, embedding_dims=dims, model=model, kernel=kernel,
                                  calibration=calibration, cv_folds=cv_folds, seed=seed,
+                                 residual_scale=residual_scale,
                                  rule=rule)
     t1 = time.perf_counter()
     kinds = tuple(str(k) for k in (getattr(bags, "meta", {}) or {}).get("site_kinds", ()))

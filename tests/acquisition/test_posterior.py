@@ -134,6 +134,25 @@ def test_prior_mean_column_is_followed_far_from_data(pool):
     assert w > 0.5  # the fitted mean uses the prior column
 
 
+def test_learned_residual_scale_shrinks_where_a_good_prior_explains_the_rows(pool):
+    """``residual_scale="learned"``: a prior mean that explains the rows shrinks the residual
+    GP's outputscale below the fixed 1; without a prior mean the option changes nothing (the
+    constant-mean GP keeps 1)."""
+    comp, truth, ids = pool
+    rng = np.random.default_rng(3)
+    tr = rng.choice(len(comp), 14, replace=False)
+    y = truth[tr] + rng.normal(0, 0.02, len(tr))
+    prior = truth + rng.normal(0, 0.02, len(truth))  # a good prior mean
+    fixed, learned = (fit_pool_posterior(comp, ids, tr, y, prior_median=prior, seed=0,
+                                         residual_scale=r) for r in ("fixed", "learned"))
+    assert float(fixed.model.covar_module.outputscale) == pytest.approx(1.0)
+    assert float(learned.model.covar_module.outputscale) < 0.5
+    plain = fit_pool_posterior(comp, ids, tr, y, seed=0, residual_scale="learned")
+    assert float(plain.model.covar_module.outputscale) == pytest.approx(1.0)
+    with pytest.raises(InputError, match="residual_scale"):
+        fit_pool_posterior(comp, ids, tr, y, residual_scale="free")
+
+
 def test_embedding_columns_pca_unit_range():
     rng = np.random.default_rng(0)
     e = rng.normal(size=(50, 6)) @ np.diag([5, 3, 1, 0, 0, 0])
