@@ -19,6 +19,9 @@ which has no calibration and no coverage column. A first batch is a one-step mea
 is much less noisy than a whole campaign, and it says nothing about later rounds (check those
 with ``benchmarks/campaign.py``).
 
+``--cv-repeats 1,4`` runs every posterior variant with each number of repeated fold splits
+(``cv_repeats``) in the same run; a variant with ``R > 1`` splits is named ``<variant>@r<R>``.
+
 With ``--fold-seeds K`` it measures instead how much the extra noise ``d`` of ``noise`` and
 ``noise-z2`` moves with the seed of the K-fold split alone: for each labelled set (``--seeds``
 of them), the posterior is fitted with seeds ``0..K-1`` on the same rows, and the min / median
@@ -28,7 +31,7 @@ Usage::
 
     python benchmarks/calibration.py --tables oer-plate-3496,oer-plate-3851 --labels 8,16 \\
         --seeds 30 --variants gp-ei,kg,kg-none,kg-z2
-    python benchmarks/calibration.py --labels 8,16,32 --seeds 4 --fold-seeds 8
+    python benchmarks/calibration.py --labels 8,16,32 --seeds 4 --fold-seeds 8 --cv-repeats 1,4
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def main() -> None:
     ap.add_argument("--variants", default="gp-ei,kg,kg-none,kg-z2")
     ap.add_argument("--fold-seeds", type=int, default=0,
                     help="measure the spread of d over this many fold seeds instead")
+    ap.add_argument("--cv-repeats", default="1",
+                    help="comma-separated numbers of repeated fold splits (cv_repeats)")
     ap.add_argument("--cache", default="out/feature-cache")
     ap.add_argument("-o", "--out", default="out/calibration")
     args = ap.parse_args()
@@ -82,7 +87,13 @@ def main() -> None:
     if args.fold_seeds > 0:
         fold_spread(args)
         return
-    variants = {v: parse_variant(v) for v in args.variants.split(",")}
+    repeats = [int(r) for r in args.cv_repeats.split(",")]
+    variants = {}
+    for r in repeats:
+        for v in args.variants.split(","):
+            if v == "gp-ei" and r > 1:
+                continue  # the peer has no folds
+            variants[v if r == 1 else f"{v}@r{r}"] = (*parse_variant(v), r)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -98,7 +109,7 @@ def main() -> None:
                 tr = rng.choice(len(truth), n, replace=False)
                 free = np.setdiff1d(np.arange(len(truth)), tr)
                 ids = [sc.pool.ids[i] for i in tr]
-                for name, (policy, calibration) in variants.items():
+                for name, (policy, calibration, n_rep) in variants.items():
                     t0 = time.perf_counter()
                     extra: dict = {}
                     if policy == "gp-ei":  # the peer as benchmarks/campaign.py runs it
@@ -109,7 +120,7 @@ def main() -> None:
                     else:
                         df, post, _ = propose_batch(bags, ids, truth[tr], 8, policy,
                                                     maximize=sc.maximize, seed=seed, model="gp",
-                                                    calibration=calibration)
+                                                    calibration=calibration, cv_repeats=n_rep)
                         pick = np.array([index[c] for c in df["id"]])
                         q = post.quantiles()  # levels 0.025 0.05 0.1 0.2 0.5 0.8 0.9 0.95 0.975
                         t = truth[free]
@@ -150,6 +161,7 @@ def fold_spread(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    repeats = [int(r) for r in args.cv_repeats.split(",")]
     for table in args.tables.split(","):
         sc = Scenario.from_dataset(table)
         truth, comp, ids = sc.reference, sc.pool.fractions, sc.pool.ids
@@ -157,12 +169,15 @@ def fold_spread(args: argparse.Namespace) -> None:
             for rep in range(args.seeds):
                 tr = np.random.default_rng(5000 + rep).choice(len(truth), n, replace=False)
                 for cal in NOISE_CALIBRATIONS:
-                    d = [fit_pool_posterior(comp, ids, tr, truth[tr], maximize=sc.maximize,
-                                            seed=s, calibration=cal).extra_noise
-                         for s in range(args.fold_seeds)]
-                    rows.append({"table": table, "labels": n, "set": rep, "calibration": cal,
-                                 "d_min": min(d), "d_median": float(np.median(d)),
-                                 "d_max": max(d)})
+                    for n_rep in repeats:
+                        d = [fit_pool_posterior(comp, ids, tr, truth[tr], maximize=sc.maximize,
+                                                seed=s, calibration=cal,
+                                                cv_repeats=n_rep).extra_noise
+                             for s in range(args.fold_seeds)]
+                        rows.append({"table": table, "labels": n, "set": rep,
+                                     "calibration": cal, "cv_repeats": n_rep,
+                                     "d_min": min(d), "d_median": float(np.median(d)),
+                                     "d_max": max(d)})
             print(f"{table}: {n} labels done", flush=True)
     df = pd.DataFrame(rows)
     df.to_csv(out / "fold_spread.csv", index=False)

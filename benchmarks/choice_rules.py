@@ -32,7 +32,10 @@ VARIANTS = ("gp", "mil", "transfer")
 
 
 def _arr(s: str) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in json.loads(s)], dtype=np.float64)
+    """A JSON list (one fold split, older records) or list of lists (``[R, n]``) -> array."""
+    v = json.loads(s)
+    rows = v if v and isinstance(v[0], list) else [v]
+    return np.array([[np.nan if x is None else x for x in r] for r in rows], dtype=np.float64)
 
 
 def record(row: pd.Series, m: str) -> CVRecord:

@@ -36,6 +36,12 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 
+def _json_rows(a: np.ndarray) -> str:
+    """``[R, n]`` per-split CV scores as a JSON list of lists (NaN -> null, 6 decimals)."""
+    return json.dumps([[None if not np.isfinite(v) else round(float(v), 6) for v in row]
+                       for row in np.atleast_2d(a)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,10 +128,8 @@ def main() -> None:
                         "cv_mse": json.dumps(post.choice.get("cv_mse")),
                         "cv_crps": json.dumps(post.choice.get("cv_crps")),
                         "cv_spearman": json.dumps(post.choice.get("cv_spearman")),
-                        "cv_resid": json.dumps([None if not np.isfinite(v) else round(float(v), 6)
-                                                for v in post.cv_resid]),
-                        "cv_z": json.dumps([None if not np.isfinite(v) else round(float(v), 6)
-                                            for v in post.cv_z]),
+                        "cv_resid": _json_rows(post.cv_resid),
+                        "cv_z": _json_rows(post.cv_z),
                         "seconds": time.perf_counter() - t1 + (t_mil if name != "gp" else 0.0),
                     })
                     print(json.dumps(rows[-1]), flush=True)

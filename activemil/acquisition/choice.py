@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from activemil.acquisition.names import CHOICE_RULES, DEFAULT_RULE
-from activemil.acquisition.posterior import crps_rows
+from activemil.acquisition.posterior import crps_rows, row_mean
 from activemil.errors import InputError
 
 
@@ -25,8 +25,9 @@ class CVRecord:
     """One variant's cross-validated scores (standardised, oriented units).
 
     Attributes:
-        resid: ``[n]`` K-fold residuals ``y_i - mu_{-k(i)}`` (NaN where not scored).
-        z: ``[n]`` their normalised sizes ``|resid| / sd``.
+        resid: ``[R, n]`` (or ``[n]``, one split) K-fold residuals ``y_i - mu_{-k(i)}``, one
+            row per fold split (NaN where not scored).
+        z: their normalised sizes ``|resid| / sd``, the same shape.
         mse, crps: means of the squared residuals and of the per-row CRPS (lower is better).
         spearman: rank correlation of the out-of-fold means with ``y`` (higher is better).
     """
@@ -44,8 +45,10 @@ class CVRecord:
                    float(post.cv_mse), float(post.cv_crps), float(post.cv_spearman))
 
     def rows(self, what: str) -> np.ndarray:
-        """Per-row loss ``[n]``: ``"mse"`` squared residuals, ``"crps"`` CRPS."""
-        return self.resid ** 2 if what == "mse" else crps_rows(self.resid, self.z)
+        """Per-row loss ``[n]``: ``"mse"`` squared residuals, ``"crps"`` CRPS (each averaged
+        over the fold splits that scored the row)."""
+        loss = self.resid ** 2 if what == "mse" else crps_rows(self.resid, self.z)
+        return row_mean(loss)
 
 
 def paired_difference(a: CVRecord, b: CVRecord, what: str) -> tuple[float, float]:

@@ -122,15 +122,17 @@ class PoolPosterior:
         scale: calibration factor ``c`` (posterior sd multiplier; 1 unless ``scale``).
         calibration: the calibration used (:data:`CALIBRATIONS`); extra_noise: the noise
             variance it added (standardised units; 0 unless ``noise`` or ``noise-z2``).
-        cv_folds: the folds behind the cross-validated scores (0 when none could be fitted).
+        cv_folds: the folds behind the cross-validated scores (0 when none could be fitted);
+            cv_repeats: the independent fold splits they were repeated over.
         cv_mse: K-fold cross-validated mean squared error of the mean (standardised units).
         cv_crps: K-fold cross-validated mean CRPS of the uncalibrated Gaussian predictive
             (standardised units; lower is better).
         cv_spearman: Spearman rank correlation of the cross-validated means with the measured
             values (the rank agreement acquisition needs; NaN below 3 scored rows).
-        cv_resid, cv_z: ``[n]`` the K-fold residuals and their normalised sizes behind the
-            three scores (:func:`cv_scores`; NaN where a fold could not be fitted), so that
-            variants fitted on the same rows and seed can be compared row by row.
+        cv_resid, cv_z: ``[R, n]`` the K-fold residuals and their normalised sizes behind the
+            three scores, one row per fold split (:func:`cv_scores`; NaN where a fold could not
+            be fitted), so that variants fitted on the same rows and seed can be compared row
+            by row.
         choice: the model choice this posterior won (see ``build_posterior``).
         prior_source: what the prior-mean column holds (for notes), when ``prior``.
         prior_pending: the pool's prior-mean column is not set yet (NaN): the model is fitted
@@ -165,6 +167,7 @@ class PoolPosterior:
     calibration: str = "scale"
     extra_noise: float = 0.0
     cv_folds: int = 0
+    cv_repeats: int = 1
 
     @property
     def n(self) -> int:
@@ -274,6 +277,21 @@ LOO_MAX_GROUPS = 24
 _AUTO_FOLDS = 5
 #: folds of :func:`fit_pool_posterior`'s calibration and model-choice scores
 DEFAULT_CV_FOLDS = 5
+#: independent fold splits those scores are repeated over (each row is scored once per split)
+DEFAULT_CV_REPEATS = 1
+
+
+def check_cv_repeats(value: object) -> int:
+    """The ``cv_repeats`` setting as an int >= 1, or one sentence naming the fix."""
+    ok = isinstance(value, (int, np.integer, str)) and not isinstance(value, bool)
+    try:
+        n = int(value) if ok else 0  # type: ignore[arg-type]
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"cv_repeats must be a whole number of fold splits, 1 or more, "
+                         f"not {value!r}.")
+    return n
 
 
 def check_cv_folds(value: object) -> int:
@@ -421,16 +439,21 @@ def loo_scores(model: SingleTaskGP) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Folds:
-    """The K refitted fold GPs behind :func:`cv_scores`, able to re-score the held-out rows
-    with an extra noise variance ``d`` added to every fold's learned noise (hyper-parameters
-    otherwise fixed): the fold posteriors are recomputed, not refitted."""
+    """The refitted fold GPs behind :func:`cv_scores` (``K`` folds in each of ``R`` splits),
+    able to re-score the held-out rows with an extra noise variance ``d`` added to every fold's
+    learned noise (hyper-parameters otherwise fixed): the fold posteriors are recomputed, not
+    refitted. ``split[j]`` is the split of the ``j``-th fold mask (in the order of ``tests``,
+    flattened over models)."""
 
     def __init__(self, train_X: Tensor, train_Y: Tensor, models: list, tests: list,
-                 batched: bool) -> None:
+                 batched: bool, split: list[int] | None = None, repeats: int = 1) -> None:
         self.X, self.y = train_X, train_Y[:, 0].numpy()
         self.models, self.tests, self.batched = models, tests, batched
         self.noise0 = [self._noise(m).detach().clone() for m in models]
-        self.n_folds = sum(len(t) for t in tests)  # one mask per fold in either layout
+        n_masks = sum(len(t) for t in tests)  # one mask per fold in either layout
+        self.split = [0] * n_masks if split is None else list(split)
+        self.repeats = int(repeats)
+        self.n_folds = self.split.count(0)  # folds of one split
 
     def _noise(self, m) -> Tensor:
         return m.likelihood.second_noise if self.batched else m.likelihood.noise
@@ -444,9 +467,11 @@ class _Folds:
         m.eval()  # drop gpytorch's prediction cache
 
     def score(self, extra_noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """``(resid [n], |z| [n])`` of the held-out rows with noise ``+ extra_noise``."""
+        """``(resid [R, n], |z| [R, n])`` of the held-out rows with noise ``+ extra_noise``,
+        one row per fold split (NaN where a row was in no scored fold of that split)."""
         n = len(self.y)
-        resid, z = np.full(n, np.nan), np.full(n, np.nan)
+        resid, z = np.full((self.repeats, n), np.nan), np.full((self.repeats, n), np.nan)
+        j = 0
         for m, tests, s0 in zip(self.models, self.tests, self.noise0):
             X = self.X.expand(len(tests), -1, -1) if self.batched else self.X
             self._set_noise(m, s0 + extra_noise)
@@ -456,8 +481,10 @@ class _Folds:
                 var = (p.variance[..., 0].reshape(len(tests), -1)
                        + (s0 + extra_noise).reshape(len(tests), 1)).numpy()
             for i, te in enumerate(tests):
-                resid[te] = self.y[te] - mu[i, te]
-                z[te] = np.abs(resid[te]) / np.sqrt(np.maximum(var[i, te], 1e-12))
+                r = self.split[j + i]
+                resid[r, te] = self.y[te] - mu[i, te]
+                z[r, te] = np.abs(resid[r, te]) / np.sqrt(np.maximum(var[i, te], 1e-12))
+            j += len(tests)
             self._set_noise(m, s0)
         return resid, z
 
@@ -465,40 +492,55 @@ class _Folds:
 def _cv_folds(
     train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
     seed: int = 0, d_group: int | None = None, init: dict | None = None, kernel: str = DEFAULT_KERNEL,
-    learn_scale: bool = False,
+    learn_scale: bool = False, repeats: int = DEFAULT_CV_REPEATS,
 ) -> _Folds | None:
-    """Fit the K fold GPs of :func:`cv_scores` (``None`` when no fold can be scored)."""
+    """Fit the fold GPs of :func:`cv_scores`: ``K`` folds in each of ``repeats`` independent
+    splits of the compositions (split 0 is the single split of ``repeats=1``; leave-one-out
+    has one split whatever ``repeats`` says). ``None`` when no fold can be scored."""
     n = train_X.shape[0]
     keys = [tuple(np.round(r, 9)) for r in train_X[:, :d_group or d_kernel].numpy()]
     groups = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     g = np.array([groups[k] for k in keys])
     n_groups = len(groups)
     k_folds = fold_count(n_folds, n_groups)
-    perm = np.random.default_rng(seed).permutation(n_groups)
-    fold_of_group = np.empty(n_groups, dtype=np.int64)
-    fold_of_group[perm] = np.arange(n_groups) % k_folds
-    fold = fold_of_group[g]
-    ks = [k for k in range(k_folds) if not (fold == k).all() and (fold != k).sum() >= 2]
-    if not ks:
+    repeats = 1 if k_folds == n_groups else check_cv_repeats(repeats)
+    masks: list[np.ndarray] = []
+    split: list[int] = []
+    for r in range(repeats):
+        rng = np.random.default_rng(seed if r == 0 else [seed, r])
+        perm = rng.permutation(n_groups)
+        fold_of_group = np.empty(n_groups, dtype=np.int64)
+        fold_of_group[perm] = np.arange(n_groups) % k_folds
+        fold = fold_of_group[g]
+        for k in range(k_folds):
+            if not (fold == k).all() and (fold != k).sum() >= 2:
+                masks.append(fold == k)
+                split.append(r)
+    if not masks:
         return None
     if n > _BATCHED_CV_MAX_ROWS:  # one fit per fold on its own rows, scored at all rows
-        models = [_fit(train_X[fold != k], train_Y[fold != k], d_kernel, prior, seed + k,
-                       init=init, kernel=kernel, learn_scale=learn_scale) for k in ks]
-        return _Folds(train_X, train_Y, models, [[fold == k] for k in ks], batched=False)
-    # all folds in one batched fit: fold k is batch member k with its own rows masked
-    held = torch.as_tensor(np.stack([fold == k for k in ks]))
-    b = len(ks)
+        models = [_fit(train_X[~te], train_Y[~te], d_kernel, prior, seed + j,
+                       init=init, kernel=kernel, learn_scale=learn_scale)
+                  for j, te in enumerate(masks)]
+        return _Folds(train_X, train_Y, models, [[te] for te in masks], batched=False,
+                      split=split, repeats=repeats)
+    # all folds in one batched fit: fold j is batch member j with its own rows masked
+    held = torch.as_tensor(np.stack(masks))
+    b = len(masks)
     m = _fit(train_X.expand(b, -1, -1), train_Y.expand(b, -1, -1), d_kernel, prior, seed,
              init=init, kernel=kernel, held_out=held, learn_scale=learn_scale)
-    return _Folds(train_X, train_Y, [m], [held.numpy()], batched=True)
+    return _Folds(train_X, train_Y, [m], [held.numpy()], batched=True, split=split,
+                  repeats=repeats)
 
 
 def cv_scores(
     train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, *, n_folds: int = 5,
     seed: int = 0, d_group: int | None = None, init: dict | None = None, kernel: str = DEFAULT_KERNEL,
+    repeats: int = DEFAULT_CV_REPEATS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K-fold cross-validated residuals ``y_i - mu_{-k(i)}`` and their normalised size
-    ``|y_i - mu_{-k(i)}| / sd_{-k(i)}``: ``([n], [n])`` (NaN where a fold could not be fitted).
+    ``|y_i - mu_{-k(i)}| / sd_{-k(i)}``: ``([R, n], [R, n])``, one row per fold split
+    (``repeats``; NaN where a fold could not be fitted).
 
     Each fold's GP is refitted (hyper-parameters included) without that fold, so the scores
     are honest about hyper-parameter overfitting (all folds in one batched optimisation, each
@@ -507,10 +549,10 @@ def cv_scores(
     2.3, see docs/design-decisions.md). Replicates of one composition share a fold.
     """
     folds = _cv_folds(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
-                      d_group=d_group, init=init, kernel=kernel)
+                      d_group=d_group, init=init, kernel=kernel, repeats=repeats)
     if folds is None:
         n = train_X.shape[0]
-        return np.full(n, np.nan), np.full(n, np.nan)
+        return np.full((1, n), np.nan), np.full((1, n), np.nan)
     return folds.score(0.0)
 
 
@@ -536,8 +578,20 @@ def cv_crps(resid: np.ndarray, z_abs: np.ndarray) -> float:
     return float(np.nanmean(c)) if np.isfinite(c).any() else float("nan")
 
 
+def row_mean(a: np.ndarray) -> np.ndarray:
+    """Per-row mean over fold splits: ``[R, n]`` (or ``[n]``) -> ``[n]``, NaN where a row was
+    scored in no split."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    ok = np.isfinite(a)
+    cnt = ok.sum(axis=0)
+    out = np.where(ok, a, 0.0).sum(axis=0) / np.maximum(cnt, 1)
+    return np.where(cnt > 0, out, np.nan)
+
+
 def cv_spearman(y: np.ndarray, resid: np.ndarray) -> float:
-    """Spearman correlation of the cross-validated means ``y - resid`` with ``y`` ``[n]``."""
+    """Spearman correlation of the cross-validated means ``y - resid`` with ``y`` ``[n]``
+    (``resid`` ``[n]``, or ``[R, n]`` over fold splits: the per-row mean residual)."""
+    resid = row_mean(resid)
     from scipy.stats import spearmanr
 
     ok = np.isfinite(resid)
@@ -575,14 +629,16 @@ def calibration_factor(z_abs: np.ndarray, alpha: float) -> tuple[float, float, s
     """``c`` such that the ``1 - alpha`` interval ``mu +- c z sd`` covers the conformal share.
 
     Returns ``(c, alpha_used, note)``: the finite-sample conformal quantile
-    (``ceil((n+1)(1-a))``-th smallest ``|z|``, :func:`_conformal_rank`) divided by
+    (``ceil((n+1)(1-a))``-th smallest ``|z|``, :func:`_conformal_rank`; ``z_abs`` ``[n]`` or
+    ``[R, n]``, one row per fold split, the quantiles then averaged over the splits) divided by
     ``z_{1-a/2}``; ``c = 1`` below ``_MIN_CAL`` scores. Clipped to ``[0.5, 10]``.
     """
-    z = np.sort(np.asarray(z_abs, dtype=np.float64)[np.isfinite(z_abs)])
-    k, a, note = _conformal_rank(len(z), alpha)
+    zs = [np.sort(z) for z in _splits(z_abs)]
+    k, a, note = _conformal_rank(min(len(z) for z in zs), alpha)
     if k == 0:
         return 1.0, alpha, note
-    return float(np.clip(z[k - 1] / _z_quantile(a), *_C_RANGE)), a, note
+    q = np.mean([z[max(_conformal_rank(len(z), a)[0], 1) - 1] for z in zs])
+    return float(np.clip(q / _z_quantile(a), *_C_RANGE)), a, note
 
 
 #: largest extra noise variance the noise calibration adds (standardised units: 100 x the
@@ -611,25 +667,35 @@ def _smallest_noise(ok, tol: float) -> tuple[float, bool]:
 _CAPPED = "calibration: no noise level made the held-out rows cover; capped"
 
 
+def _splits(z: np.ndarray) -> list[np.ndarray]:
+    """The finite scores of each fold split: ``|z| [R, n]`` (or ``[n]``, one split)."""
+    return [row[np.isfinite(row)] for row in np.atleast_2d(np.asarray(z, dtype=np.float64))]
+
+
 def noise_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float, float, str]:
     """Smallest extra noise variance ``d >= 0`` whose held-out scores cover conformally.
 
-    ``score(d) -> (resid [n], |z| [n])`` re-scores the K-fold held-out rows with ``d`` added to
-    every fold's noise (:class:`_Folds`); ``d`` is the smallest value (bisection on ``log d``,
-    relative tolerance ``tol``) at which the conformal rank of ``|z|`` (:func:`_conformal_rank`)
-    is at most ``z_{1-a/2}``, so the ``1 - alpha`` predictive interval of a model with noise
-    ``+ d`` covers the conformal share of held-out rows. ``d = 0`` when the fitted model
-    already covers. Returns ``(d, alpha_used, note)``.
+    ``score(d) -> (resid [R, n], |z| [R, n])`` re-scores the held-out rows of ``R`` fold
+    splits with ``d`` added to every fold's noise (:class:`_Folds`); ``d`` is the smallest value
+    (bisection on ``log d``, relative tolerance ``tol``) at which the conformal rank of ``|z|``
+    (:func:`_conformal_rank`, taken in each split and averaged over the splits) is at most
+    ``z_{1-a/2}``, so the ``1 - alpha`` predictive interval of a model with noise ``+ d`` covers
+    the conformal share of held-out rows. With one split this is that split's conformal
+    quantile; more splits average out where the split put each row. ``d = 0`` when the fitted
+    model already covers. Returns ``(d, alpha_used, note)``.
     """
-    z0 = score(0.0)[1]
-    k, a, note = _conformal_rank(int(np.isfinite(z0).sum()), alpha)
+    z0 = _splits(score(0.0)[1])
+    n = min(len(z) for z in z0)
+    k, a, note = _conformal_rank(n, alpha)
     if k == 0:
         return 0.0, alpha, note
     zq = _z_quantile(a)
 
+    ranks = [max(_conformal_rank(len(z), a)[0], 1) for z in z0]  # rows scored per split
+
     def covers(d: float) -> bool:
-        z = score(d)[1]
-        return float(np.sort(z[np.isfinite(z)])[k - 1]) <= zq
+        zs = _splits(score(d)[1])
+        return float(np.mean([np.sort(z)[r - 1] for z, r in zip(zs, ranks)])) <= zq
 
     d, capped = _smallest_noise(covers, tol)
     return d, a, "; ".join(t for t in (note, _CAPPED if capped else "") if t)
@@ -645,14 +711,14 @@ def noise_z2_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float,
     plates: 0.93-0.96 at 90 %; docs/benchmarks.md). ``score`` as in :func:`noise_calibration`;
     ``alpha`` is returned unchanged. Below :data:`_MIN_CAL` scores: ``d = 0``, with a note.
     """
-    z0 = score(0.0)[1]
-    n = int(np.isfinite(z0).sum())
+    z0 = _splits(score(0.0)[1])
+    n = min(len(z) for z in z0)
     if n < _MIN_CAL:
         return 0.0, alpha, _too_few(n)
 
     def unit(d: float) -> bool:
-        z = score(d)[1]
-        return float(np.mean(z[np.isfinite(z)] ** 2)) <= 1.0
+        z = np.concatenate(_splits(score(d)[1]))
+        return float(np.mean(z ** 2)) <= 1.0
 
     d, capped = _smallest_noise(unit, tol)
     return d, alpha, _CAPPED if capped else ""
@@ -679,6 +745,7 @@ def fit_pool_posterior(
     residual_scale: str = DEFAULT_RESIDUAL_SCALE,
     alpha: float = 0.1,
     n_folds: int = DEFAULT_CV_FOLDS,
+    cv_repeats: int = DEFAULT_CV_REPEATS,
     seed: int = 0,
 ) -> PoolPosterior:
     """Fit and calibrate the pool posterior.
@@ -713,6 +780,10 @@ def fit_pool_posterior(
         n_folds: folds of the cross-validated calibration scores (refits per fold); 0:
             leave one composition out up to :data:`LOO_MAX_GROUPS` compositions, else 5
             (:func:`fold_count`).
+        cv_repeats: independent fold splits the scores are repeated over (every row is
+            scored once per split; the calibration averages its quantile over the splits and the
+            model-choice scores average each row's losses), damping how much the one split
+            moves ``d`` and the choice. Leave-one-out has one split.
         seed: seeds the hyper-parameter fit and the folds.
     """
     comp = np.asarray(composition, dtype=np.float64)
@@ -782,8 +853,9 @@ def fit_pool_posterior(
     learn = residual_scale == "learned"
     base = _fit(train_X, train_Y, d_kernel, prior, seed, kernel=kernel, learn_scale=learn)
     folds = _cv_folds(train_X, train_Y, d_kernel, prior, n_folds=n_folds, seed=seed,
-                      d_group=d_comp, init=base.state_dict(), kernel=kernel, learn_scale=learn)
-    nan = np.full(len(y), np.nan)
+                      d_group=d_comp, init=base.state_dict(), kernel=kernel, learn_scale=learn,
+                      repeats=cv_repeats)
+    nan = np.full((1, len(y)), np.nan)
     resid, z = (nan, nan) if folds is None else folds.score(0.0)
     c, extra, z_cal, note = 1.0, 0.0, z, ""
     if calibration == "scale":
@@ -809,6 +881,7 @@ def fit_pool_posterior(
         train_rows=train_rows, y_mean=y_mean, y_std=y_std, maximize=maximize, scale=c,
         calibration=calibration, extra_noise=extra,
         cv_folds=0 if folds is None else folds.n_folds,
+        cv_repeats=1 if folds is None else folds.repeats,
         alpha=alpha, cv_coverage=cv_cov, n_embedding=n_emb, prior=prior,
         cv_mse=float(np.nanmean(resid ** 2)) if np.isfinite(resid).any() else float("nan"),
         cv_crps=cv_crps(resid, z), cv_spearman=cv_spearman(train_Y[:, 0].numpy(), resid),

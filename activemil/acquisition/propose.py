@@ -23,11 +23,13 @@ from activemil.acquisition.names import POLICIES, POSTERIOR_MODELS
 from activemil.acquisition.posterior import (
     DEFAULT_CALIBRATION,
     DEFAULT_CV_FOLDS,
+    DEFAULT_CV_REPEATS,
     DEFAULT_KERNEL,
     DEFAULT_RESIDUAL_SCALE,
     NOISE_CALIBRATIONS,
     PoolPosterior,
     check_cv_folds,
+    check_cv_repeats,
     fit_pool_posterior,
 )
 from activemil.errors import InputError
@@ -121,6 +123,7 @@ def build_posterior(
     kernel: str = DEFAULT_KERNEL,
     calibration: str = DEFAULT_CALIBRATION,
     cv_folds: int = DEFAULT_CV_FOLDS,
+    cv_repeats: int = DEFAULT_CV_REPEATS,
     residual_scale: str = DEFAULT_RESIDUAL_SCALE,
     model: str = "auto",
     seed: int = 0,
@@ -157,7 +160,8 @@ def build_posterior(
             standardised, oriented units (:func:`~activemil.acquisition.transfer.prior_mean`),
             or ``None``.
         embedding_dims, prior_in_kernel, kernel, calibration: options of
-            :func:`fit_pool_posterior`; cv_folds: its ``n_folds`` (0: leave one out at
+            :func:`fit_pool_posterior`; cv_repeats: its fold splits; cv_folds: its
+            ``n_folds`` (0: leave one out at
             small n, see :func:`~activemil.acquisition.posterior.fold_count`).
         rule: one of :data:`~activemil.acquisition.choice.CHOICE_RULES` (``mse`` is the
             former lowest-CV-MSE choice).
@@ -191,7 +195,8 @@ def build_posterior(
     y = np.asarray(train_y, float)
     common = {"maximize": maximize, "alpha": alpha, "seed": seed, "kernel": kernel,
               "calibration": calibration, "residual_scale": residual_scale,
-              "n_folds": check_cv_folds(cv_folds)}  # a bad setting fails before any fit
+              "n_folds": check_cv_folds(cv_folds),  # a bad setting fails before any fit
+              "cv_repeats": check_cv_repeats(cv_repeats)}
     fits: dict[str, PoolPosterior] = {}
     pred = None
     wanted = POSTERIOR_MODELS if model == "auto" else (model,)
@@ -352,7 +357,7 @@ def propose_from_posterior(
         f"posterior: GP on composition{f' + {post.n_embedding}-d MIL embedding' if post.n_embedding else ''}"
         f"{f' with the {post.prior_source} as prior mean' if post.prior else ''}, "
         f"{len(post.train_Y)} "
-        f"measurements, {calibration_text(post)} ({post.cv_folds}-fold cross-validated "
+        f"measurements, {calibration_text(post)} ({post.cv_folds}-fold{f' x {post.cv_repeats} splits' if post.cv_repeats > 1 else ''} cross-validated "
         f"coverage {post.cv_coverage:.0%} at {1 - post.alpha:.0%})"
     )
     df.attrs["notes"] = notes
@@ -392,12 +397,14 @@ def propose_batch(
     kernel = str(policy_kw.pop("kernel", DEFAULT_KERNEL))
     calibration = str(policy_kw.pop("calibration", DEFAULT_CALIBRATION))
     cv_folds = policy_kw.pop("cv_folds", DEFAULT_CV_FOLDS)
+    cv_repeats = policy_kw.pop("cv_repeats", DEFAULT_CV_REPEATS)
     residual_scale = str(policy_kw.pop("residual_scale", DEFAULT_RESIDUAL_SCALE))
     rule = str(policy_kw.pop("choice_rule", DEFAULT_RULE))
     post, pred = build_posterior(bags, train_ids, train_y, surrogate=surrogate,
                                  transfer=transfer, maximize=maximize,
                                  alpha=alpha, embedding_dims=dims, model=model, kernel=kernel,
                                  calibration=calibration, cv_folds=cv_folds, seed=seed,
+                                 cv_repeats=cv_repeats,
                                  residual_scale=residual_scale,
                                  rule=rule)
     t1 = time.perf_counter()

@@ -395,6 +395,7 @@ def _model_batch(
                           "calibration": post.calibration,
                           "extra_noise": round(float(post.extra_noise), 6),
                           "cv_folds": int(post.cv_folds),
+                          "cv_repeats": int(post.cv_repeats),
                           "cv_coverage": round(float(post.cv_coverage), 4)},
         })
     notes = [str(n) for n in picked.attrs.get("notes", []) or []]

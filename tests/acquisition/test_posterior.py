@@ -206,6 +206,8 @@ def test_batched_fold_fits_match_one_fit_per_fold(pool, prior):
     d = comp.shape[1]
     base = _fit(X, Y, d, prior, 0)
     resid, z = cv_scores(X, Y, d, prior, n_folds=5, seed=0, d_group=d, init=base.state_dict())
+    assert resid.shape == z.shape == (1, 30)  # one fold split
+    resid, z = resid[0], z[0]
     # the same folds, one separate fit each (the definition)
     perm = np.random.default_rng(0).permutation(30)
     fold = np.empty(30, np.int64)
@@ -242,7 +244,7 @@ def test_noise_calibration_is_the_smallest_covering_noise(pool):
     k, a, _ = _conformal_rank(16, 0.1)
 
     def rank(dd: float) -> float:
-        return float(np.sort(folds.score(dd)[1])[k - 1])
+        return float(np.sort(folds.score(dd)[1][0])[k - 1])
 
     np.testing.assert_allclose(folds.score(0.0)[1], post.cv_z)  # re-scoring leaves the folds
     if d > 0:
@@ -332,3 +334,54 @@ def test_leave_one_out_scores_do_not_depend_on_the_fold_seed(pool):
     loo = np.abs(fit[0, 0].cv_resid - fit[0, 1].cv_resid).max()
     kfold = np.abs(fit[5, 0].cv_resid - fit[5, 1].cv_resid).max()
     assert loo < 1e-3 < kfold
+
+
+def test_repeated_fold_splits_score_every_row_once_per_split(pool):
+    """``cv_repeats=R``: R independent splits, each scoring every row once; split 0 is the
+    single split of ``R=1`` (same scores), the others differ; leave-one-out stays one split."""
+    import activemil.acquisition.posterior as P
+
+    comp, truth, ids = pool
+    rng = np.random.default_rng(7)
+    tr = rng.choice(len(comp), 30, replace=False)
+    y = truth[tr] + rng.normal(0, 0.05, 30)
+    one = fit_pool_posterior(comp, ids, tr, y, seed=2)
+    three = fit_pool_posterior(comp, ids, tr, y, seed=2, cv_repeats=3)
+    assert one.cv_resid.shape == (1, 30) and three.cv_resid.shape == (3, 30)
+    assert three.cv_repeats == 3 and three.cv_folds == 5
+    assert np.isfinite(three.cv_resid).all() and np.isfinite(three.cv_z).all()
+    np.testing.assert_allclose(three.cv_resid[0], one.cv_resid[0], atol=5e-3)
+    assert np.abs(three.cv_resid[1] - three.cv_resid[0]).max() > 1e-3  # another split
+    # scores read the per-row means over splits
+    from activemil.acquisition.choice import CVRecord
+
+    rec = CVRecord.of(three)
+    np.testing.assert_allclose(rec.rows("mse"), (three.cv_resid ** 2).mean(axis=0))
+    assert three.cv_mse == pytest.approx(float((three.cv_resid ** 2).mean()))
+    loo = fit_pool_posterior(comp, ids, tr[:10], y[:10], n_folds=0, cv_repeats=3)
+    assert loo.cv_repeats == 1 and loo.cv_folds == 10
+    with pytest.raises(InputError, match="cv_repeats"):
+        P.check_cv_repeats(0)
+
+
+def test_noise_calibration_averages_the_conformal_quantile_over_splits() -> None:
+    """Over R splits the covering test reads the mean of the per-split conformal quantiles;
+    with one split it is that split's quantile (the single-split rule)."""
+    from activemil.acquisition.posterior import _conformal_rank, _z_quantile, noise_calibration
+
+    rng = np.random.default_rng(0)
+    base = np.abs(rng.normal(0, 1.6, size=(3, 19)))
+
+    def score(d: float):  # |z| shrink as the noise grows, like a re-scored fold model
+        z = base / np.sqrt(1.0 + d)
+        return z, z
+
+    d, a, _ = noise_calibration(score, 0.1)
+    k = _conformal_rank(19, a)[0]
+    def q(dd: float) -> float:
+        return float(np.mean([np.sort(r)[k - 1] for r in score(dd)[1]]))
+
+    assert q(d) <= _z_quantile(a) < q(d / 1.05)
+    d1, _, _ = noise_calibration(lambda dd: tuple(x[:1] for x in score(dd)), 0.1)
+    z1 = np.sort(base[0])[k - 1]
+    assert d1 == pytest.approx(max((z1 / _z_quantile(a)) ** 2 - 1, 0), rel=0.03, abs=1e-6)
