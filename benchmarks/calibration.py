@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--fold-seeds", type=int, default=0,
                     help="measure the spread of d over this many fold seeds instead")
     ap.add_argument("--cv-repeats", default="1",
+                    type=lambda v: [int(r) for r in v.split(",")],
                     help="comma-separated numbers of repeated fold splits (cv_repeats)")
     ap.add_argument("--cache", default="out/feature-cache")
     ap.add_argument("-o", "--out", default="out/calibration")
@@ -87,9 +88,8 @@ def main() -> None:
     if args.fold_seeds > 0:
         fold_spread(args)
         return
-    repeats = [int(r) for r in args.cv_repeats.split(",")]
     variants = {}
-    for r in repeats:
+    for r in args.cv_repeats:
         for v in args.variants.split(","):
             if v == "gp-ei" and r > 1:
                 continue  # the peer has no folds
@@ -161,7 +161,6 @@ def fold_spread(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    repeats = [int(r) for r in args.cv_repeats.split(",")]
     for table in args.tables.split(","):
         sc = Scenario.from_dataset(table)
         truth, comp, ids = sc.reference, sc.pool.fractions, sc.pool.ids
@@ -169,7 +168,7 @@ def fold_spread(args: argparse.Namespace) -> None:
             for rep in range(args.seeds):
                 tr = np.random.default_rng(5000 + rep).choice(len(truth), n, replace=False)
                 for cal in NOISE_CALIBRATIONS:
-                    for n_rep in repeats:
+                    for n_rep in args.cv_repeats:
                         d = [fit_pool_posterior(comp, ids, tr, truth[tr], maximize=sc.maximize,
                                                 seed=s, calibration=cal,
                                                 cv_repeats=n_rep).extra_noise

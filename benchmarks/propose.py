@@ -98,8 +98,8 @@ def main() -> None:
     cases = [("auto", {}), ("mil pinned", {"model": "mil"})]
     if args.cv_repeats > 1:
         cases.append((f"auto, {args.cv_repeats} fold splits", {"cv_repeats": args.cv_repeats}))
-    per_policy = len(cases) + 3
     for policy in args.policies.split(","):
+        first = len(rows)
         for case, kw in cases:
             timed.seconds = 0.0
             t0 = time.perf_counter()
@@ -148,8 +148,8 @@ def main() -> None:
         rows.append({"method": f"activemil gp-{policy} (no MIL)", "chosen": "gp",
                      "mil_predict_s": 0.0, "posterior_s": df.attrs["fit_seconds"],
                      "policy_s": total - df.attrs["fit_seconds"], "total_s": total})
-        print(pd.DataFrame(rows[-per_policy:]).round(2).to_string(
-            index=False, header=len(rows) == per_policy), flush=True)
+        print(pd.DataFrame(rows[first:]).round(2).to_string(index=False, header=first == 0),
+              flush=True)
 
     baybe_s = float("nan")
     if not args.no_baybe:

@@ -48,6 +48,7 @@ from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scal
 from gpytorch.kernels import ScaleKernel
 from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import GammaPrior
 from torch import Tensor
 
 from activemil.errors import InputError
@@ -281,14 +282,21 @@ DEFAULT_CV_FOLDS = 5
 DEFAULT_CV_REPEATS = 1
 
 
-def check_cv_repeats(value: object) -> int:
-    """The ``cv_repeats`` setting as an int >= 1, or one sentence naming the fix."""
+def _whole_number(value: object, minimum: int) -> int | None:
+    """``value`` (an int, numpy int or digit string; not a bool) as an int ``>= minimum``, or
+    ``None``."""
     ok = isinstance(value, (int, np.integer, str)) and not isinstance(value, bool)
     try:
-        n = int(value) if ok else 0  # type: ignore[arg-type]
+        n = int(value) if ok else None  # type: ignore[arg-type]
     except ValueError:
-        n = 0
-    if n < 1:
+        return None
+    return n if n is not None and n >= minimum else None
+
+
+def check_cv_repeats(value: object) -> int:
+    """The ``cv_repeats`` setting as an int >= 1, or one sentence naming the fix."""
+    n = _whole_number(value, 1)
+    if n is None:
         raise InputError(f"cv_repeats must be a whole number of fold splits, 1 or more, "
                          f"not {value!r}.")
     return n
@@ -296,12 +304,8 @@ def check_cv_repeats(value: object) -> int:
 
 def check_cv_folds(value: object) -> int:
     """The ``cv_folds`` setting as an int >= 0, or one sentence naming the fix."""
-    ok = isinstance(value, (int, np.integer, str)) and not isinstance(value, bool)
-    try:
-        n = int(value) if ok else -1  # type: ignore[arg-type]
-    except ValueError:
-        n = -1
-    if n < 0:
+    n = _whole_number(value, 0)
+    if n is None:
         raise InputError(f"cv_folds must be 0 (automatic) or a positive number of folds, "
                          f"not {value!r}.")
     return n
@@ -329,7 +333,6 @@ def _base_kernel(kind: str, d: int, batch_shape: torch.Size | None = None):
     if kind == "matern":
         from gpytorch.constraints import GreaterThan
         from gpytorch.kernels import MaternKernel
-        from gpytorch.priors import GammaPrior
 
         rate = 2.0 / math.exp(math.sqrt(2) - 3) / math.sqrt(d)
         prior = GammaPrior(3.0, rate)
@@ -363,12 +366,8 @@ def _fit(train_X: Tensor, train_Y: Tensor, d_kernel: int, prior: bool, seed: int
     """
     batch = torch.Size() if held_out is None else torch.Size([held_out.shape[0]])
     learn = bool(learn_scale and prior)
-    if learn:
-        from gpytorch.priors import GammaPrior
-        covar = ScaleKernel(_base_kernel(kernel, d_kernel, batch), batch_shape=batch,
-                            outputscale_prior=GammaPrior(2.0, 2.0))
-    else:
-        covar = ScaleKernel(_base_kernel(kernel, d_kernel, batch), batch_shape=batch)
+    covar = ScaleKernel(_base_kernel(kernel, d_kernel, batch), batch_shape=batch,
+                        outputscale_prior=GammaPrior(2.0, 2.0) if learn else None)
     covar.outputscale = 1.0
     covar.raw_outputscale.requires_grad_(learn)
     likelihood = None
@@ -503,7 +502,9 @@ def _cv_folds(
     g = np.array([groups[k] for k in keys])
     n_groups = len(groups)
     k_folds = fold_count(n_folds, n_groups)
-    repeats = 1 if k_folds == n_groups else check_cv_repeats(repeats)
+    repeats = check_cv_repeats(repeats)
+    if k_folds == n_groups:  # leave-one-out: every split is the same
+        repeats = 1
     masks: list[np.ndarray] = []
     split: list[int] = []
     for r in range(repeats):
@@ -625,6 +626,18 @@ def _z_quantile(alpha: float) -> float:
     return math.sqrt(2.0) * float(torch.erfinv(torch.tensor(1 - alpha, dtype=torch.float64)))
 
 
+def _splits(z: np.ndarray) -> list[np.ndarray]:
+    """The finite scores of each fold split: ``|z| [R, n]`` (or ``[n]``, one split)."""
+    return [row[np.isfinite(row)] for row in np.atleast_2d(np.asarray(z, dtype=np.float64))]
+
+
+def _split_quantile(z_abs: np.ndarray, alpha: float) -> float:
+    """Each fold split's finite-sample conformal quantile of ``|z|`` at ``alpha``
+    (:func:`_conformal_rank`; the largest score where too few), averaged over the splits."""
+    return float(np.mean([np.sort(z)[max(_conformal_rank(len(z), alpha)[0], 1) - 1]
+                          for z in _splits(z_abs)]))
+
+
 def calibration_factor(z_abs: np.ndarray, alpha: float) -> tuple[float, float, str]:
     """``c`` such that the ``1 - alpha`` interval ``mu +- c z sd`` covers the conformal share.
 
@@ -633,12 +646,10 @@ def calibration_factor(z_abs: np.ndarray, alpha: float) -> tuple[float, float, s
     ``[R, n]``, one row per fold split, the quantiles then averaged over the splits) divided by
     ``z_{1-a/2}``; ``c = 1`` below ``_MIN_CAL`` scores. Clipped to ``[0.5, 10]``.
     """
-    zs = [np.sort(z) for z in _splits(z_abs)]
-    k, a, note = _conformal_rank(min(len(z) for z in zs), alpha)
+    k, a, note = _conformal_rank(min(len(z) for z in _splits(z_abs)), alpha)
     if k == 0:
         return 1.0, alpha, note
-    q = np.mean([z[max(_conformal_rank(len(z), a)[0], 1) - 1] for z in zs])
-    return float(np.clip(q / _z_quantile(a), *_C_RANGE)), a, note
+    return float(np.clip(_split_quantile(z_abs, a) / _z_quantile(a), *_C_RANGE)), a, note
 
 
 #: largest extra noise variance the noise calibration adds (standardised units: 100 x the
@@ -667,11 +678,6 @@ def _smallest_noise(ok, tol: float) -> tuple[float, bool]:
 _CAPPED = "calibration: no noise level made the held-out rows cover; capped"
 
 
-def _splits(z: np.ndarray) -> list[np.ndarray]:
-    """The finite scores of each fold split: ``|z| [R, n]`` (or ``[n]``, one split)."""
-    return [row[np.isfinite(row)] for row in np.atleast_2d(np.asarray(z, dtype=np.float64))]
-
-
 def noise_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float, float, str]:
     """Smallest extra noise variance ``d >= 0`` whose held-out scores cover conformally.
 
@@ -691,11 +697,8 @@ def noise_calibration(score, alpha: float, tol: float = 0.02) -> tuple[float, fl
         return 0.0, alpha, note
     zq = _z_quantile(a)
 
-    ranks = [max(_conformal_rank(len(z), a)[0], 1) for z in z0]  # rows scored per split
-
     def covers(d: float) -> bool:
-        zs = _splits(score(d)[1])
-        return float(np.mean([np.sort(z)[r - 1] for z, r in zip(zs, ranks)])) <= zq
+        return _split_quantile(score(d)[1], a) <= zq
 
     d, capped = _smallest_noise(covers, tol)
     return d, a, "; ".join(t for t in (note, _CAPPED if capped else "") if t)
