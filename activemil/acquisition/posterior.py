@@ -282,33 +282,28 @@ DEFAULT_CV_FOLDS = 5
 DEFAULT_CV_REPEATS = 1
 
 
-def _whole_number(value: object, minimum: int) -> int | None:
+def _whole_number(value: object, minimum: int, rule: str) -> int:
     """``value`` (an int, numpy int or digit string; not a bool) as an int ``>= minimum``, or
-    ``None``."""
+    one sentence: ``rule``, then the value given."""
     ok = isinstance(value, (int, np.integer, str)) and not isinstance(value, bool)
     try:
-        n = int(value) if ok else None  # type: ignore[arg-type]
+        n = int(value) if ok else minimum - 1  # type: ignore[arg-type]
     except ValueError:
-        return None
-    return n if n is not None and n >= minimum else None
+        n = minimum - 1
+    if n < minimum:
+        raise InputError(f"{rule}, not {value!r}.")
+    return n
 
 
 def check_cv_repeats(value: object) -> int:
     """The ``cv_repeats`` setting as an int >= 1, or one sentence naming the fix."""
-    n = _whole_number(value, 1)
-    if n is None:
-        raise InputError(f"cv_repeats must be a whole number of fold splits, 1 or more, "
-                         f"not {value!r}.")
-    return n
+    return _whole_number(value, 1, "cv_repeats must be a whole number of fold splits, 1 or more")
 
 
 def check_cv_folds(value: object) -> int:
     """The ``cv_folds`` setting as an int >= 0, or one sentence naming the fix."""
-    n = _whole_number(value, 0)
-    if n is None:
-        raise InputError(f"cv_folds must be 0 (automatic) or a positive number of folds, "
-                         f"not {value!r}.")
-    return n
+    return _whole_number(value, 0,
+                         "cv_folds must be 0 (automatic) or a positive number of folds")
 
 
 def fold_count(n_folds: int, n_groups: int) -> int:
